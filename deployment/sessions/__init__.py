@@ -1,0 +1,1 @@
+"""Snakepit sessions: the record, its digests, and the stores that hold it."""

@@ -1,0 +1,76 @@
+"""The session record, its canonical bytes and its expiry rule.
+
+A record is kept as a plain dict in canonical form: the known fields typed as
+the reference says, unknown fields kept as they came.  ``canonical_bytes`` is
+the one serialisation every store writes and every digest hashes, so a record
+that survives a round trip through any store comes back byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from deployment.errors import InvalidSession
+
+Record = dict[str, Any]
+
+DEFAULT_TTL = 3600
+MAP_FIELDS = ("programs", "metadata", "stats")
+
+
+def normalize(raw: Any) -> Record:
+    """Check a decoded session against the invariants and return its canonical form.
+
+    Timestamps become floats (epoch seconds), ``ttl`` an int, the map fields
+    default to ``{}``; unknown fields are kept untouched.  Raises
+    :class:`InvalidSession` naming the field that is wrong.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidSession(f"a session must be a JSON object, got {type(raw).__name__}")
+    rec = dict(raw)
+    sid = rec.get("id")
+    if not isinstance(sid, str) or not sid:
+        raise InvalidSession("'id' must be a non-empty string")
+    ttl = rec.get("ttl", DEFAULT_TTL)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+        raise InvalidSession(f"session {sid!r}: 'ttl' must be an integer number of seconds >= 0, got {ttl!r}")
+    rec["ttl"] = ttl
+    for field in ("created_at", "last_accessed"):
+        value = rec.get(field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidSession(f"session {sid!r}: {field!r} must be epoch seconds (a number), got {value!r}")
+        rec[field] = float(value)
+    if rec["last_accessed"] < rec["created_at"]:
+        raise InvalidSession(f"session {sid!r}: 'last_accessed' is earlier than 'created_at'")
+    worker = rec.get("last_worker_id")
+    if worker is not None and not isinstance(worker, str):
+        raise InvalidSession(f"session {sid!r}: 'last_worker_id' must be a string or null")
+    rec["last_worker_id"] = worker
+    for field in MAP_FIELDS:
+        value = rec.get(field, {})
+        if not isinstance(value, dict):
+            raise InvalidSession(f"session {sid!r}: {field!r} must be an object")
+        rec[field] = value
+    return rec
+
+
+def canonical_bytes(rec: Record) -> bytes:
+    """The stable JSON of a record: sorted keys, no spaces, UTF-8."""
+    return json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def decode(data: bytes | str) -> Record:
+    """Parse stored canonical JSON back into a record (trusted: written by us)."""
+    return json.loads(data)
+
+
+def expires_at(rec: Record) -> float:
+    """The moment the session expires: ``last_accessed + ttl``."""
+    return rec["last_accessed"] + rec["ttl"]
+
+
+def is_expired(rec: Record, now: float) -> bool:
+    """Expired when ``last_accessed + ttl < now`` (strictly less), as upstream."""
+    return rec["last_accessed"] + rec["ttl"] < now

@@ -1,0 +1,218 @@
+"""The one async interface every session store driver implements.
+
+Two families of operations:
+
+* the upstream ones (``create``, ``get``, ``update``, ``delete``, ``exists``,
+  ``list_ids``, ``stats``) with upstream's semantics: get/update refresh
+  ``last_accessed``, create is idempotent, the quota is enforced;
+* the migration ones (``scan``, ``read_many``, ``write_many``,
+  ``delete_many`` and the journal), which read and write records exactly as
+  they are and never refresh anything.
+
+The journal is how a migration undoes itself: before a batch is written, the
+prior state of every id it touches (the old record, or "absent") is recorded
+in the target, first write wins, so a retried batch cannot overwrite the truth.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from deployment.errors import BadInput
+from deployment.sessions.record import Record, is_expired, normalize
+
+DEFAULT_MAX_SESSIONS = 10_000
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for display and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def query_options(url: str) -> dict[str, str]:
+    """The ``?key=value`` options of a store URL, last value wins."""
+    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+class QuotaExceeded(BadInput):
+    """A create past the store's ``max_sessions`` quota."""
+
+
+class SessionStore(ABC):
+    """An open connection to one session store."""
+
+    scheme: str = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.max_sessions = int(query_options(url).get("max_sessions", DEFAULT_MAX_SESSIONS))
+
+    @property
+    def display(self) -> str:
+        """The URL as it may be shown: credentials redacted."""
+        return redact_url(self.url)
+
+    async def __aenter__(self) -> "SessionStore":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- lifecycle -------------------------------------------------------
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, creating the schema if missing; raise StoreUnreachable."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and file handles."""
+
+    # -- migration primitives ------------------------------------------
+    @abstractmethod
+    async def scan(self, cursor: str | None, limit: int) -> tuple[list[Record], str | None]:
+        """Up to ``limit`` records after ``cursor``, expired ones included.
+
+        Returns the records and the cursor to continue from, ``None`` at the
+        end.  Never refreshes ``last_accessed``.
+        """
+
+    @abstractmethod
+    async def read_many(self, ids: list[str]) -> dict[str, Record]:
+        """The records among ``ids`` that exist, as stored (no refresh)."""
+
+    @abstractmethod
+    async def write_many(self, records: list[Record]) -> None:
+        """Insert or replace records exactly as given."""
+
+    @abstractmethod
+    async def delete_many(self, ids: list[str]) -> None:
+        """Delete these ids; absent ones are ignored."""
+
+    @abstractmethod
+    async def count(self) -> int:
+        """How many records the store holds, expired ones included."""
+
+    # -- journal --------------------------------------------------------
+    @abstractmethod
+    async def journal_record(self, migration_id: str, priors: dict[str, Record | None]) -> None:
+        """Remember the prior state of each id unless one is remembered already."""
+
+    @abstractmethod
+    async def journal_scan(
+        self, migration_id: str, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[str, Record | None]], str | None]:
+        """Page through a migration's journal: (session id, prior record or None)."""
+
+    @abstractmethod
+    async def journal_drop(self, migration_id: str) -> None:
+        """Forget a migration's journal (after rollback, or when it is finalised)."""
+
+    @abstractmethod
+    async def journal_ids(self) -> list[str]:
+        """The migration ids that have a journal in this store."""
+
+    # -- derived helpers -------------------------------------------------
+    async def iter_records(self, batch_size: int = 1000) -> AsyncIterator[list[Record]]:
+        """Every record, batch by batch."""
+        cursor: str | None = None
+        while True:
+            batch, cursor = await self.scan(cursor, batch_size)
+            if batch:
+                yield batch
+            if cursor is None:
+                return
+
+    async def write_journaled(self, migration_id: str, records: list[Record]) -> None:
+        """Write records after journaling the prior state of every id."""
+        ids = [r["id"] for r in records]
+        existing = await self.read_many(ids)
+        await self.journal_record(migration_id, {i: existing.get(i) for i in ids})
+        await self.write_many(records)
+
+    async def checkpoint(self) -> str | None:
+        """An opaque position of the write side, for resumable appends."""
+        return None
+
+    async def restore_checkpoint(self, checkpoint: str | None) -> None:
+        """Undo writes made after ``checkpoint`` (append-only stores)."""
+
+    async def finalize(self) -> None:
+        """Make written data visible (append-only stores publish their file)."""
+
+    # -- upstream operations --------------------------------------------
+    async def create(self, session_id: str, ttl: int = 3600, **fields: Any) -> Record:
+        """Create a session, or return the existing one unchanged (idempotent)."""
+        found = (await self.read_many([session_id])).get(session_id)
+        now = time.time()
+        if found is not None and not is_expired(found, now):
+            return found
+        if await self.count() >= self.max_sessions:
+            raise QuotaExceeded(f"store {self.display} is at its quota of {self.max_sessions} sessions")
+        rec = normalize({"id": session_id, "ttl": ttl, "created_at": now, "last_accessed": now, **fields})
+        await self.write_many([rec])
+        return rec
+
+    async def get(self, session_id: str) -> Record | None:
+        """The live session, with ``last_accessed`` refreshed; None if absent or expired."""
+        found = (await self.read_many([session_id])).get(session_id)
+        now = time.time()
+        if found is None or is_expired(found, now):
+            return None
+        found["last_accessed"] = max(now, found["last_accessed"])
+        await self.write_many([found])
+        return found
+
+    async def update(self, session_id: str, changes: dict[str, Any]) -> Record | None:
+        """Apply changes to a live session and refresh ``last_accessed``."""
+        found = await self.get(session_id)
+        if found is None:
+            return None
+        found.update(changes)
+        rec = normalize(found)
+        await self.write_many([rec])
+        return rec
+
+    async def delete(self, session_id: str) -> None:
+        """Delete one session."""
+        await self.delete_many([session_id])
+
+    async def exists(self, session_id: str) -> bool:
+        """Whether a live session exists; does not refresh it."""
+        found = (await self.read_many([session_id])).get(session_id)
+        return found is not None and not is_expired(found, time.time())
+
+    async def list_ids(self) -> list[str]:
+        """Ids of the live sessions; does not refresh them."""
+        now = time.time()
+        return [r["id"] async for batch in self.iter_records() for r in batch if not is_expired(r, now)]
+
+    async def stats(self) -> dict[str, int]:
+        """Counts of all, live and expired sessions, and the quota."""
+        now = time.time()
+        total = expired = 0
+        async for batch in self.iter_records():
+            total += len(batch)
+            expired += sum(1 for r in batch if is_expired(r, now))
+        return {"total": total, "live": total - expired, "expired": expired, "max_sessions": self.max_sessions}
+
+
+def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    """Split an iterable into lists of at most ``size``."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,54 @@
+"""One worker process: connect, register every workflow and activity, poll the task queue.
+
+``python worker.py`` is the same as ``snakepit-migrate worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import sys
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import all_activities
+from client.connect import TASK_QUEUE, connect
+from workflows import all_workflows
+
+log = logging.getLogger("snakepit_migrate.worker")
+
+
+def build_worker(client: Client, task_queue: str = TASK_QUEUE, **options: object) -> Worker:
+    """A worker with every workflow and activity of the project registered."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=all_workflows(),
+        activities=all_activities(),
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=8),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def run_worker(address: str | None = None, task_queue: str = TASK_QUEUE) -> None:
+    """Connect and poll until interrupted."""
+    client = await connect(address)
+    worker = build_worker(client, task_queue)
+    log.info("Worker polling task queue %s at %s", task_queue, client.service_client.config.target_host)
+    await worker.run()
+
+
+def main() -> int:
+    """``python worker.py [ADDRESS]``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_worker(sys.argv[1] if len(sys.argv) > 1 else None))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""Deterministic orchestration: one module per migration type, plus saga.py."""
+
+from __future__ import annotations
+
+
+def all_workflows() -> list[type]:
+    """Every workflow class the worker registers."""
+    from workflows.session_migration import SessionMigrationWorkflow
+
+    return [SessionMigrationWorkflow]
