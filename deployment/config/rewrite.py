@@ -1,0 +1,252 @@
+"""Surgical rewriting of config scripts: edit only the byte ranges a conversion changed.
+
+Given a parsed :class:`ExsFile` and, for each of its ``config :snakepit`` calls,
+the settings a conversion produced, :func:`rewrite_exs` computes the smallest
+edits it can (rename a key in place, replace one value, delete one pair with
+its line, insert a pair after its neighbour) and applies them to the original
+bytes.  Comments, blank lines, other applications' config, ``import_config``
+lines and every expression that did not change stay byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from deployment.config.exs import ConfigCall, Entry, ExsFile, Value
+from deployment.config.values import Config, Keywords, _key_text, render, same
+
+_LINE_REST = re.compile(rb"[ \t]*(,)?[ \t]*(#[^\n]*)?(\n|$)")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace ``source[start:end]`` with ``text``; ``seq`` orders insertions at one point."""
+
+    start: int
+    end: int
+    text: str
+    seq: int = 0
+
+
+def apply_edits(source: bytes, edits: list[Edit]) -> bytes:
+    """Apply non-overlapping edits to ``source``; overlapping edits are a bug and raise."""
+    ordered = sorted(edits, key=lambda e: (e.start, e.end, e.seq))
+    out: list[bytes] = []
+    pos = 0
+    for e in ordered:
+        if e.start < pos:
+            raise ValueError(f"overlapping edits at byte {e.start}")
+        out.append(source[pos:e.start])
+        out.append(e.text.encode())
+        pos = max(pos, e.end)
+    out.append(source[pos:])
+    return b"".join(out)
+
+
+class _Planner:
+    def __init__(self, source: bytes) -> None:
+        self.src = source
+        self.edits: list[Edit] = []
+        self._seq = 0
+
+    def add(self, start: int, end: int, text: str) -> None:
+        self._seq += 1
+        self.edits.append(Edit(start, end, text, self._seq))
+
+    # -- geometry -------------------------------------------------------
+    def line_start(self, pos: int) -> int:
+        return self.src.rfind(b"\n", 0, pos) + 1
+
+    def indent_of(self, pos: int) -> str:
+        start = self.line_start(pos)
+        m = re.match(rb"[ \t]*", self.src[start:pos])
+        return m.group(0).decode() if m else ""
+
+    def starts_line(self, pos: int) -> bool:
+        return self.src[self.line_start(pos):pos].strip(b" \t") == b""
+
+    def rest(self, pos: int) -> re.Match[bytes] | None:
+        """After ``pos``: optional comma and comment up to the end of the line."""
+        return _LINE_REST.match(self.src, pos)
+
+    def comma_after(self, pos: int) -> int | None:
+        m = re.compile(rb"[ \t\n]*(#[^\n]*\n[ \t\n]*)*,").match(self.src, pos)
+        return m.end() - 1 if m else None
+
+    # -- values ---------------------------------------------------------
+    def value(self, node: Value, new: Any) -> None:
+        """Make ``node`` hold ``new``, descending into containers to keep what did not change."""
+        if same(node.data, new):
+            return
+        if node.kind in ("map", "keywords") and isinstance(new, dict) and (node.kind == "keywords") == isinstance(new, Keywords):
+            self.container(node, node.data, new)
+            return
+        if node.kind == "list" and isinstance(new, list) and len(new) == len(node.items):
+            for item, new_item in zip(node.items, new):
+                self.value(item, new_item)
+            return
+        if node.kind == "tuple" and isinstance(new, tuple) and len(new) == len(node.items):
+            for item, new_item in zip(node.items, new):
+                self.value(item, new_item)
+            return
+        indent = self.indent_of(node.span.start)
+        column = node.span.start - self.line_start(node.span.start)
+        self.add(node.span.start, node.span.end, render(new, len(indent), column=column))
+
+    def _pair_text(self, key: str, value: Any, indent: str) -> str:
+        return f"{_key_text(key)} {render(value, len(indent), column=len(indent) + len(key) + 2)}"
+
+    def container(self, node: Value, old: dict, new: dict, call_level: bool = False) -> bool:
+        """Edit the entries of a map or keyword list; False when every entry goes and nothing comes."""
+        entries = node.entries
+        old_keys = [e.key for e in entries]
+        by_key = {e.key: e for e in entries}
+        removed = [k for k in old_keys if k not in new]
+        new_keys = list(new.keys())
+        if not new_keys and call_level:
+            return False
+        paired: dict[str, str] = {}  # added key -> removed key it takes the place of
+        inserts: dict[int, list[str]] = {}  # old index after which to insert (-1: before the first)
+        used: set[str] = set()
+        anchor = -1
+        for key in new_keys:
+            if key in by_key:
+                anchor = old_keys.index(key)
+                continue
+            nxt = next((i for i in range(anchor + 1, len(old_keys)) if old_keys[i] in new), len(old_keys))
+            candidate = next((old_keys[i] for i in range(anchor + 1, nxt) if old_keys[i] in removed and old_keys[i] not in used), None)
+            if candidate is not None:
+                used.add(candidate)
+                paired[key] = candidate
+                anchor = old_keys.index(candidate)
+            else:
+                inserts.setdefault(anchor, []).append(key)
+        deleted = [i for i, k in enumerate(old_keys) if k in removed and k not in used]
+        survivors = [i for i in range(len(old_keys)) if i not in deleted]
+        for key, old_key in paired.items():
+            e = by_key[old_key]
+            self.add(e.key_span.start, e.key_span.end, _key_text(key)[:-1])
+            self.value(e.value, new[key])
+        for key in old_keys:
+            if key in new:
+                self.value(by_key[key].value, new[key])
+        if not entries:
+            if new_keys:
+                text = ", ".join(self._pair_text(k, new[k], "") for k in new_keys)
+                self.add(node.open_end, node.open_end, text)
+            return True
+        multiline = self._multiline(node)
+        indent = self.indent_of(entries[0].pair_span.start) if multiline else ""
+        last_survivor = survivors[-1] if survivors else None
+        for after, keys in inserts.items():
+            later = any(i > after for i in survivors) or any(a > after for a in inserts)
+            self._insert(entries, after, [self._pair_text(k, new[k], indent) for k in keys], multiline, indent, later)
+        self._delete_runs(node, entries, deleted, call_level)
+        if last_survivor is not None and last_survivor < len(entries) - 1 and not any(a >= last_survivor for a in inserts):
+            old_trailing = self.comma_after(entries[-1].pair_span.end)
+            closer = node.close_start
+            trailing = old_trailing is not None and (closer is None or old_trailing < closer)
+            comma = self.comma_after(entries[last_survivor].pair_span.end)
+            if comma is not None and not trailing and comma < entries[last_survivor + 1].pair_span.start:
+                self.add(comma, comma + 1, "")
+        return True
+
+    def _multiline(self, node: Value) -> bool:
+        entries = node.entries
+        if len(entries) > 1:
+            return entries[1].pair_span.line != entries[0].pair_span.line
+        return self.starts_line(entries[0].pair_span.start)
+
+    def _insert(self, entries: list[Entry], after: int, texts: list[str], multiline: bool, indent: str, later: bool) -> None:
+        if after < 0:
+            first = entries[0].pair_span.start
+            if multiline and self.starts_line(first):
+                self.add(self.line_start(first), self.line_start(first), "".join(f"{indent}{t},\n" for t in texts))
+            else:
+                self.add(first, first, "".join(f"{t}, " for t in texts))
+            return
+        e = entries[after]
+        has_comma = self.comma_after(e.pair_span.end)
+        m = self.rest(e.pair_span.end)
+        if multiline and m is not None:
+            eol = m.end(3) - len(m.group(3))
+            direct_comma = m.group(1) is not None
+            if not direct_comma and not (later and has_comma is not None):
+                self.add(e.pair_span.end, e.pair_span.end, ",")
+            body = ",\n".join(f"{indent}{t}" for t in texts)
+            tail = "," if later else ""
+            self.add(eol, eol, f"\n{body}{tail}")
+            return
+        self.add(e.pair_span.end, e.pair_span.end, "".join(f", {t}" for t in texts))
+
+    def _delete_runs(self, node: Value, entries: list[Entry], deleted: list[int], call_level: bool) -> None:
+        runs: list[list[int]] = []
+        for i in deleted:
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            first, last = entries[run[0]], entries[run[-1]]
+            m = self.rest(last.pair_span.end)
+            if self.starts_line(first.pair_span.start) and m is not None:
+                end = m.end()
+                self.add(self.line_start(first.pair_span.start), end, "")
+            elif run[-1] + 1 < len(entries):
+                self.add(first.pair_span.start, entries[run[-1] + 1].pair_span.start, "")
+            elif run[0] > 0:
+                self.add(entries[run[0] - 1].pair_span.end, last.pair_span.end, "")
+            else:
+                start = node.open_end if node.open_end is not None else first.pair_span.start
+                end = node.close_start if node.close_start is not None else last.pair_span.end
+                self.add(start, end, "")
+
+    # -- statements -----------------------------------------------------
+    def delete_statement(self, call: ConfigCall) -> None:
+        m = self.rest(call.span.end)
+        if self.starts_line(call.span.start) and m is not None:
+            self.add(self.line_start(call.span.start), m.end(), "")
+        else:
+            self.add(call.span.start, call.span.end, "")
+
+    def append_statement(self, call: ConfigCall, new: Config) -> None:
+        m = self.rest(call.span.end)
+        pos = m.end() if m is not None else call.span.end
+        sep = "" if self.src[pos - 1:pos] == b"\n" else "\n"
+        indent = self.indent_of(call.span.start)
+        text = "".join(f"{sep if i == 0 else ''}{indent}config :snakepit, {self._pair_text(k, v, indent)}\n" for i, (k, v) in enumerate(new.items()))
+        self.add(pos, pos, text)
+
+    def call(self, call: ConfigCall, new: Config) -> None:
+        """Edit one ``config :snakepit`` statement so that it sets ``new``."""
+        if call.args.kind == "opaque":
+            return
+        if call.subkey is None:
+            if not self.container(call.args, call.args.data, new, call_level=True):
+                self.delete_statement(call)
+            return
+        rest = {k: v for k, v in new.items() if k != call.subkey}
+        if call.subkey in new:
+            self.value(call.args, new[call.subkey])
+        elif rest:
+            key, value = next(iter(rest.items()))
+            rest.pop(key)
+            self.add(call.subkey_span.start, call.subkey_span.end, key)
+            if isinstance(value, Keywords):
+                self.value(call.args, value)
+            else:
+                self.add(call.args.span.start, call.args.span.end, render(value))
+        else:
+            self.delete_statement(call)
+        if rest:
+            self.append_statement(call, rest)
+
+
+def rewrite_exs(exs: ExsFile, new_per_call: list[Config]) -> bytes:
+    """The bytes of ``exs`` with each Snakepit call changed to set the matching ``new_per_call``."""
+    planner = _Planner(exs.source)
+    for call, new in zip(exs.calls, new_per_call, strict=True):
+        planner.call(call, new)
+    return apply_edits(exs.source, planner.edits)
