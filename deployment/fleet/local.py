@@ -1,0 +1,94 @@
+"""The ``local`` driver: the reference fleet, started here or already running on loopback.
+
+:meth:`LocalFleet.start` runs ``snakepit-migrate pool start --json`` as a
+child process, reads its one-line ready report, and controls it through the
+admin endpoints like the ``http`` driver; :meth:`LocalFleet.stop` shuts it
+down and reaps it (the front stops its workers on the way out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from deployment.fleet.http import HttpFleet
+from deployment.pool.errors import FleetStartFailed, FleetUnreachable
+
+_CLI = "import sys; from client.cli import main; sys.exit(main())"
+
+
+class LocalFleet(HttpFleet):
+    """The reference fleet on this machine."""
+
+    kind = "local"
+
+    def __init__(self, url: str, *, process: asyncio.subprocess.Process | None = None,
+                 ready: dict[str, Any] | None = None, log_path: Path | None = None) -> None:
+        super().__init__(url)
+        self.process = process
+        self.ready = ready or {}
+        self.log_path = log_path
+
+    @classmethod
+    async def start(cls, config_path: str | Path, *, instances: int | None = None, port: int = 0,
+                    extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                    ready_timeout: float = 90.0, log_path: str | Path | None = None) -> "LocalFleet":
+        """Start a reference fleet on ``config_path`` and return a driver for it once it serves."""
+        args = [sys.executable, "-c", _CLI, "pool", "start", "--config", str(config_path),
+                "--port", str(port), "--json", *(extra_args or [])]
+        if instances is not None:
+            args += ["--instances", str(instances)]
+        log = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="snakepit-fleet-", suffix=".log")[1])
+        with open(log, "ab") as log_fh:
+            proc = await asyncio.create_subprocess_exec(
+                *args, stdout=asyncio.subprocess.PIPE, stderr=log_fh, stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+            )
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), ready_timeout)
+        except TimeoutError:
+            line = b""
+        try:
+            ready = json.loads(line) if line.strip() else None
+        except ValueError:
+            ready = None
+        if not isinstance(ready, dict) or "url" not in ready:
+            await _reap(proc, 5.0)
+            tail = log.read_text(errors="replace").strip()[-1500:] if log.exists() else ""
+            raise FleetStartFailed(f"the reference fleet did not start: {tail or 'no output'}")
+        return cls(ready["url"], process=proc, ready=ready, log_path=log)
+
+    async def stop(self, timeout: float = 20.0) -> int | None:
+        """Shut the fleet down and wait for it; returns its exit code (None if not ours)."""
+        try:
+            await self.shutdown()
+        except FleetUnreachable:
+            pass
+        await self.close()
+        if self.process is None:
+            return None
+        return await _reap(self.process, timeout)
+
+
+async def _reap(proc: asyncio.subprocess.Process, timeout: float = 20.0) -> int:
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        pass
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(proc.wait(), 10.0)
+    except (ProcessLookupError, TimeoutError):
+        pass
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
+    return await proc.wait()
