@@ -1,0 +1,201 @@
+"""The analyzer finds exactly the tools each adapter exposes and classifies each one, with reasons."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deployment.adapters.analyzer import analyze_path
+from deployment.adapters.errors import AdapterSourceError, NoAdapterFound
+from deployment.errors import BadInput
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "adapters"
+
+
+def split(adapter) -> tuple[set[str], dict[str, set[str]]]:
+    """(migratable tool names, {custom tool name: reason categories})."""
+    migratable = {t.name for t in adapter.tools if t.migratable}
+    custom = {t.name: t.categories() for t in adapter.tools if not t.migratable}
+    return migratable, custom
+
+
+def test_command_handler_generation():
+    report = analyze_path(FIXTURES / "command_handler_v01.py")
+    [adapter] = report.adapters
+    assert (adapter.name, adapter.generation) == ("MathCommandHandler", "command_handler")
+    assert {t.name for t in adapter.tools} == {"sqrt", "mean", "hypot", "ping", "stats", "load_model", "scaled"}
+    migratable, custom = split(adapter)
+    assert migratable == {"sqrt", "mean", "hypot"}
+    assert custom == {
+        "ping": {"composite_logic"},
+        "stats": {"adapter_state"},
+        "load_model": {"io", "pickle"},
+        "scaled": {"composite_logic"},
+    }
+    hypot = adapter.tool("hypot")
+    assert [(p.name, p.required, p.default) for p in hypot.params] == [("x", True, None), ("y", False, 0.0)]
+    assert hypot.mapping.target == "math.hypot"
+    assert hypot.mapping.args == [{"param": "x"}, {"param": "y"}]
+    assert hypot.mapping.wrap == {"result_key": "result", "constants": {"status": "ok"}}
+    load = adapter.tool("load_model")
+    by_cat = {r.category: r for r in load.reasons}
+    assert by_cat["io"].line == 40 and "open" in by_cat["io"].source
+    assert by_cat["pickle"].line == 41 and by_cat["pickle"].source == "model = pickle.load(fh)"
+
+
+def test_dynamic_call_bridge_is_recognised_and_nothing_migrates():
+    [adapter] = analyze_path(FIXTURES / "dynamic_bridge.py").adapters
+    assert adapter.generation == "dynamic_call_bridge"
+    migratable, custom = split(adapter)
+    assert migratable == set()
+    assert custom == {
+        "call": {"dynamic_dispatch", "adapter_state"},
+        "store": {"adapter_state"},
+        "retrieve": {"adapter_state"},
+        "list_stored": {"adapter_state"},
+        "delete_stored": {"adapter_state"},
+    }
+    assert {p.name for p in adapter.tool("call").params} == {"target", "args", "kwargs", "store_as"}
+    assert any("same target directly" in n for n in adapter.notes)
+
+
+def test_base_adapter_decorated_and_getattr_reachable_tools():
+    [adapter] = analyze_path(FIXTURES / "base_adapter_tools.py").adapters
+    assert (adapter.name, adapter.generation) == ("MathToolsAdapter", "base_adapter")
+    migratable, custom = split(adapter)
+    assert migratable == {"square_root", "mean", "round_to", "title", "log_base", "fsum", "gcd"}
+    assert custom == {
+        "cached_factorial": {"module_state"},
+        "double_hypot": {"composite_logic"},
+        "read_config": {"io"},
+        "session_hits": {"session_context"},
+        "ask_host": {"session_context", "host_callback"},
+        "countdown": {"streaming"},
+        "restore": {"pickle"},
+        "scaled": {"session_context"},
+        "describe": {"composite_logic"},
+    }
+    # Undecorated methods reached through call_tool's getattr are tools; private ones are only noted.
+    assert adapter.tool("gcd").exposure == "getattr"
+    assert adapter.tool("square_root").exposure == "decorator"
+    assert any("_clamp" in n for n in adapter.notes)
+    assert "_clamp" not in {t.name for t in adapter.tools}
+
+
+def test_base_adapter_tool_details():
+    adapter = analyze_path(FIXTURES / "base_adapter_tools.py").adapter("MathToolsAdapter")
+    round_to = adapter.tool("round_to")
+    assert [p.to_dict() for p in round_to.params] == [
+        {"name": "x", "annotation": "float", "required": True},
+        {"name": "ndigits", "annotation": "int", "required": False, "default": 2},
+    ]
+    assert round_to.mapping.target == "builtins.round"
+    assert adapter.tool("mean").description == "Arithmetic mean"
+    assert adapter.tool("gcd").description == ""
+    title = adapter.tool("title").mapping
+    assert (title.module, title.function, title.constant_kwargs()) == ("string", "capwords", {"sep": None})
+    # A module-level constant becomes a constant argument.
+    assert adapter.tool("log_base").mapping.args == [{"param": "x"}, {"const": 10}]
+    fsum = adapter.tool("fsum")
+    assert fsum.is_async and not adapter.tool("mean").is_async
+    countdown = adapter.tool("countdown")
+    assert countdown.streaming and {r.line for r in countdown.reasons} == {66}
+    state = adapter.tool("cached_factorial").reasons[0]
+    assert state.line == 45 and "_FACTORIALS" in state.detail
+    assert adapter.tool("session_hits").reasons[0].guidance.startswith("reads or writes the session context")
+
+
+def test_handler_objects_in_a_package():
+    report = analyze_path(FIXTURES / "handlers_pkg")
+    assert report.files == ["__init__.py", "adapter.py", "handlers.py"]
+    [adapter] = report.adapters
+    assert (adapter.name, adapter.module) == ("DelegatingAdapter", "handlers_pkg.adapter")
+    migratable, custom = split(adapter)
+    # StatsHandler lists its tools in get_tools (``unlisted`` is not one); TextHandler exposes its public methods.
+    assert migratable == {"median"}
+    assert custom == {"spread": {"composite_logic"}, "remember": {"session_context"}, "words": {"composite_logic"}}
+    median = adapter.tool("median")
+    assert median.exposure == "handler:StatsHandler"
+    assert [p.name for p in median.params] == ["values"]  # the ctx parameter is not a tool parameter
+    assert median.mapping.target == "statistics.median"
+
+
+def test_if_chain_dispatch():
+    [adapter] = analyze_path(FIXTURES / "if_chain_adapter.py").adapters
+    migratable, custom = split(adapter)
+    assert migratable == {"add", "power"}
+    assert custom == {"upper": {"composite_logic"}, "shout": {"composite_logic"}, "whoami": {"session_context"}}
+    add = adapter.tool("add")
+    assert (add.mapping.target, add.mapping.args) == ("operator.add", [{"param": "a"}, {"param": "b"}])
+    power = adapter.tool("power")
+    assert power.function == "ChainAdapter._power"
+    assert [(p.name, p.required, p.default) for p in power.params] == [("base", True, None), ("exp", False, 2.0)]
+    # No getattr dispatch here: undecorated methods are not reachable.
+    assert "helper" not in {t.name for t in adapter.tools}
+
+
+def test_thread_safe_variant():
+    [adapter] = analyze_path(FIXTURES / "threadsafe_adapter.py").adapters
+    assert adapter.thread_safe
+    migratable, custom = split(adapter)
+    assert migratable == {"distance"}
+    assert custom == {"increment": {"adapter_state"}}
+
+
+def test_analyzer_never_executes_the_analyzed_code(tmp_path, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("SNAKEPIT_FIXTURE_MARKER", str(marker))
+    report = analyze_path(FIXTURES / "import_side_effect.py")
+    assert not marker.exists()
+    tool = report.adapter("SideEffectAdapter").tool("absolute")
+    assert tool.description == ""  # a computed description is not evaluated
+    assert tool.migratable and tool.mapping.target == "builtins.abs"
+    # Control: running the same file does write the marker, so the check above can fail.
+    env = {**os.environ, "SNAKEPIT_FIXTURE_MARKER": str(marker), "PYTHONPATH": "/nonexistent"}
+    subprocess.run([sys.executable, "-S", str(FIXTURES / "import_side_effect.py")], env=env, capture_output=True)
+    assert marker.read_text() == "imported"
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"class A(:\n    pass\n", "line 1: syntax error"),
+        (b"x = 1\x00\n", "NUL bytes"),
+        (b"\xff\xfe\x00garbage\x81", "not decodable"),
+        (b"# -*- coding: no-such-codec -*-\nx = 1\n", "not decodable"),
+        (b"x = " + b"(" * 500 + b"1" + b")" * 500 + b"\n", "syntax error"),
+        (b"x = " + b"-" * 200_000 + b"1\n", "nested or sized past"),
+    ],
+)
+def test_malformed_and_hostile_sources_give_clear_errors(tmp_path, content, problem):
+    bad = tmp_path / "bad.py"
+    bad.write_bytes(content)
+    with pytest.raises(AdapterSourceError) as info:
+        analyze_path(bad)
+    assert isinstance(info.value, BadInput) and info.value.exit_code == 2
+    assert str(bad) in str(info.value) and problem in str(info.value)
+
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(AdapterSourceError, match="no such file"):
+        analyze_path(tmp_path / "missing.py")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(AdapterSourceError, match="not a Python source file"):
+        analyze_path(tmp_path / "notes.txt")
+    with pytest.raises(AdapterSourceError, match="no .py files"):
+        analyze_path(tmp_path)
+    big = tmp_path / "big.py"
+    big.write_bytes(b"#" * 2_000_001)
+    with pytest.raises(AdapterSourceError, match="larger than"):
+        analyze_path(big)
+
+
+def test_no_adapter_found(tmp_path):
+    plain = tmp_path / "plain.py"
+    plain.write_text("import math\n\nclass Point:\n    def norm(self):\n        return math.hypot(1, 2)\n")
+    with pytest.raises(NoAdapterFound, match="no adapter class found"):
+        analyze_path(plain)
