@@ -46,8 +46,9 @@ def apply_edits(source: bytes, edits: list[Edit]) -> bytes:
 
 
 class _Planner:
-    def __init__(self, source: bytes) -> None:
+    def __init__(self, source: bytes, hints: set[tuple[tuple, str, str]]) -> None:
         self.src = source
+        self.hints = hints
         self.edits: list[Edit] = []
         self._seq = 0
 
@@ -76,20 +77,20 @@ class _Planner:
         return m.end() - 1 if m else None
 
     # -- values ---------------------------------------------------------
-    def value(self, node: Value, new: Any) -> None:
+    def value(self, node: Value, new: Any, path: tuple = ()) -> None:
         """Make ``node`` hold ``new``, descending into containers to keep what did not change."""
         if same(node.data, new):
             return
         if node.kind in ("map", "keywords") and isinstance(new, dict) and (node.kind == "keywords") == isinstance(new, Keywords):
-            self.container(node, node.data, new)
+            self.container(node, node.data, new, path)
             return
         if node.kind == "list" and isinstance(new, list) and len(new) == len(node.items):
-            for item, new_item in zip(node.items, new):
-                self.value(item, new_item)
+            for i, (item, new_item) in enumerate(zip(node.items, new)):
+                self.value(item, new_item, path + (i,))
             return
         if node.kind == "tuple" and isinstance(new, tuple) and len(new) == len(node.items):
-            for item, new_item in zip(node.items, new):
-                self.value(item, new_item)
+            for i, (item, new_item) in enumerate(zip(node.items, new)):
+                self.value(item, new_item, path + (i,))
             return
         indent = self.indent_of(node.span.start)
         column = node.span.start - self.line_start(node.span.start)
@@ -98,7 +99,7 @@ class _Planner:
     def _pair_text(self, key: str, value: Any, indent: str) -> str:
         return f"{_key_text(key)} {render(value, len(indent), column=len(indent) + len(key) + 2)}"
 
-    def container(self, node: Value, old: dict, new: dict, call_level: bool = False) -> bool:
+    def container(self, node: Value, old: dict, new: dict, path: tuple = (), call_level: bool = False) -> bool:
         """Edit the entries of a map or keyword list; False when every entry goes and nothing comes."""
         entries = node.entries
         old_keys = [e.key for e in entries]
@@ -115,8 +116,7 @@ class _Planner:
             if key in by_key:
                 anchor = old_keys.index(key)
                 continue
-            nxt = next((i for i in range(anchor + 1, len(old_keys)) if old_keys[i] in new), len(old_keys))
-            candidate = next((old_keys[i] for i in range(anchor + 1, nxt) if old_keys[i] in removed and old_keys[i] not in used), None)
+            candidate = next((k for k in old_keys if k in removed and k not in used and (path, k, key) in self.hints), None)
             if candidate is not None:
                 used.add(candidate)
                 paired[key] = candidate
@@ -128,10 +128,10 @@ class _Planner:
         for key, old_key in paired.items():
             e = by_key[old_key]
             self.add(e.key_span.start, e.key_span.end, _key_text(key)[:-1])
-            self.value(e.value, new[key])
+            self.value(e.value, new[key], path + (key,))
         for key in old_keys:
             if key in new:
-                self.value(by_key[key].value, new[key])
+                self.value(by_key[key].value, new[key], path + (key,))
         if not entries:
             if new_keys:
                 text = ", ".join(self._pair_text(k, new[k], "") for k in new_keys)
@@ -224,29 +224,29 @@ class _Planner:
         if call.args.kind == "opaque":
             return
         if call.subkey is None:
-            if not self.container(call.args, call.args.data, new, call_level=True):
+            if not self.container(call.args, call.args.data, new, (), call_level=True):
                 self.delete_statement(call)
             return
         rest = {k: v for k, v in new.items() if k != call.subkey}
+        heir = next((k for k in rest if ((), call.subkey, k) in self.hints), None)
         if call.subkey in new:
-            self.value(call.args, new[call.subkey])
-        elif rest:
-            key, value = next(iter(rest.items()))
-            rest.pop(key)
-            self.add(call.subkey_span.start, call.subkey_span.end, key)
-            if isinstance(value, Keywords):
-                self.value(call.args, value)
-            else:
-                self.add(call.args.span.start, call.args.span.end, render(value))
+            self.value(call.args, new[call.subkey], (call.subkey,))
+        elif heir is not None and isinstance(rest[heir], Keywords):
+            self.add(call.subkey_span.start, call.subkey_span.end, heir)
+            self.value(call.args, rest.pop(heir), (heir,))
         else:
             self.delete_statement(call)
         if rest:
             self.append_statement(call, rest)
 
 
-def rewrite_exs(exs: ExsFile, new_per_call: list[Config]) -> bytes:
-    """The bytes of ``exs`` with each Snakepit call changed to set the matching ``new_per_call``."""
-    planner = _Planner(exs.source)
+def rewrite_exs(exs: ExsFile, new_per_call: list[Config], hints: set[tuple[tuple, str, str]] | None = None) -> bytes:
+    """The bytes of ``exs`` with each Snakepit call changed to set the matching ``new_per_call``.
+
+    ``hints`` are (parent path, old key, new key) triples: a new key takes the
+    place of the old one (renamed or moved there) instead of being appended.
+    """
+    planner = _Planner(exs.source, hints or set())
     for call, new in zip(exs.calls, new_per_call, strict=True):
         planner.call(call, new)
     return apply_edits(exs.source, planner.edits)

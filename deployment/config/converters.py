@@ -1,0 +1,539 @@
+"""Pure converters between Snakepit configuration versions, one function per conversion.
+
+Every converter takes a config (a ``dict`` of settings) and a :class:`Context`
+and returns a :class:`Converted`: a new config (the input is never mutated),
+the changes it made, and findings for what it could not do by itself.  A new
+key that takes the place of old ones is put where the first of them was, so
+that the rewriter can edit it in place.
+
+The twelve conversions of the reference are ``c01_*`` .. ``c12_*``; the steps
+between supported versions chain them (:data:`UP`), and :data:`DOWN` holds the
+lossless down-conversions.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from deployment.config.model import Change, Converted, Finding, change
+from deployment.config.schemas import GRPC_ADAPTER, LEGACY_ADAPTERS, PoolConfig05
+from deployment.config.values import Atom, Config, Keywords, Module, Opaque, describe
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where the config comes from: only the primary (base) file gets new defaults."""
+
+    primary: bool = True
+
+
+Converter = Callable[[Config, Context], Converted]
+
+
+# -- ordered-dict helpers --------------------------------------------------------------
+
+
+def replace_keys(cfg: dict, old: list[str], new_key: str, value: Any) -> dict:
+    """``cfg`` with ``new_key`` where the first present key of ``old`` was, and every ``old`` key gone."""
+    out = type(cfg)()
+    placed = False
+    for k, v in cfg.items():
+        if k in old or k == new_key:
+            if not placed:
+                out[new_key] = value
+                placed = True
+            continue
+        out[k] = v
+    if not placed:
+        out[new_key] = value
+    return out
+
+
+def without(cfg: dict, *keys: str) -> dict:
+    """``cfg`` without ``keys`` (same kind: map or keyword list)."""
+    return type(cfg)((k, v) for k, v in cfg.items() if k not in keys)
+
+
+def _finding(key: str, message: str, guidance: str) -> Finding:
+    return Finding(key=key, message=message, guidance=guidance)
+
+
+def _opaque_finding(key: str, value: Opaque, what: str) -> Finding:
+    return _finding(
+        key,
+        f"{key} is an expression ({value.source}) and must change shape: {what}",
+        f"rewrite {key} by hand in the new form, or make it a literal and run the migration again",
+    )
+
+
+# -- the twelve conversions ------------------------------------------------------------------
+
+
+def c01_grpc_only(cfg: Config, ctx: Context) -> Converted:
+    """0.3 -> 0.4: drop ``wire_protocol``; legacy Python adapters become ``GRPCPython``."""
+    out, changes, findings = dict(cfg), [], []
+    if "wire_protocol" in out:
+        changes.append(change("removed", "wire_protocol", "0.4 speaks gRPC only; there is no wire protocol to choose", before=out["wire_protocol"]))
+        out = without(out, "wire_protocol")
+    adapter = out.get("adapter_module")
+    python_side = (
+        "the Python side must be rewritten from command handlers (BaseCommandHandler, register_command) "
+        "to a BaseAdapter with @tool methods; `snakepit-migrate adapters` helps with that"
+    )
+    if isinstance(adapter, Opaque):
+        findings.append(_finding("adapter_module", f"adapter_module is an expression ({adapter.source}); 0.4 needs {GRPC_ADAPTER}", f"set adapter_module: {GRPC_ADAPTER}; {python_side}"))
+    elif adapter == "Snakepit.Adapters.GenericJavaScript":
+        findings.append(_finding("adapter_module", "GenericJavaScript has no gRPC successor in 0.4", "keep this deployment on 0.3 or replace the JavaScript workers with a Python adapter"))
+    elif isinstance(adapter, str) and adapter in LEGACY_ADAPTERS:
+        new = Module(GRPC_ADAPTER) if isinstance(adapter, Module) else GRPC_ADAPTER
+        out["adapter_module"] = new
+        changes.append(change("semantic", "adapter_module", "gRPC adapter replaces the stdin/stdout adapter", before=adapter, after=new))
+        findings.append(_finding("adapter_module", f"{adapter} is replaced by {GRPC_ADAPTER}", python_side))
+    elif adapter is None and ctx.primary:
+        findings.append(_finding("adapter_module", f"the default adapter changes from GenericPythonV2 to {GRPC_ADAPTER}", python_side))
+    return Converted(out, changes, findings)
+
+
+def c02_pools(cfg: Config, ctx: Context) -> Converted:
+    """0.5 -> 0.6: ``adapter_module`` + ``pool_config`` become one ``pools`` entry named ``:default``."""
+    if "pools" in cfg or not ({"pool_config", "adapter_module"} & cfg.keys()):
+        return Converted(dict(cfg), [])
+    pool_config = cfg.get("pool_config", {})
+    if not isinstance(pool_config, dict):
+        return Converted(dict(cfg), [], [_opaque_finding("pool_config", pool_config, "it becomes pools: [%{name: :default, ...}]")] if isinstance(pool_config, Opaque) else [])
+    pool: dict[str, Any] = {"name": Atom("default"), "worker_profile": Atom("process")}
+    changes = [
+        change("added", "pools[0].name", "the single pool becomes the pool named :default", after=pool["name"]),
+        change("added", "pools[0].worker_profile", "one OS process per worker, as before", after=pool["worker_profile"]),
+    ]
+    order = ["pool_size", "adapter_module", "adapter_args"] + [k for k in pool_config if k not in ("pool_size", "adapter_args")]
+    for key in order:
+        if key == "adapter_module":
+            if "adapter_module" in cfg:
+                pool[key] = cfg["adapter_module"]
+                changes.append(change("moved", "adapter_module", "the adapter is set per pool", before=cfg[key], to="pools[0].adapter_module"))
+        elif key in pool_config:
+            pool[key] = pool_config[key]
+            changes.append(change("moved", f"pool_config.{key}", "pool settings are set per pool", before=pool_config[key], to=f"pools[0].{key}"))
+    out = replace_keys(cfg, ["pool_config", "adapter_module"], "pools", [pool])
+    if "pool_config" in cfg:
+        changes.append(change("removed", "pool_config", "replaced by pools", before=pool_config))
+    return Converted(out, changes)
+
+
+def c03_drop_grpc_config(cfg: Config, ctx: Context) -> Converted:
+    """0.6.11: ``grpc_config: %{base_port, port_range}`` is dropped; worker ports are OS-assigned."""
+    if "grpc_config" not in cfg:
+        return Converted(dict(cfg), [])
+    return Converted(without(cfg, "grpc_config"), [change("removed", "grpc_config", "worker ports are assigned by the OS since 0.6.11", before=cfg["grpc_config"])])
+
+
+def c04_grpc_listener(cfg: Config, ctx: Context) -> Converted:
+    """0.10: ``grpc_port``/``grpc_host`` become ``grpc_listener: %{mode: ...}``."""
+    if not ({"grpc_port", "grpc_host"} & cfg.keys()):
+        return Converted(dict(cfg), [])
+    port, host = cfg.get("grpc_port"), cfg.get("grpc_host")
+    if "grpc_listener" in cfg:
+        return Converted(without(cfg, "grpc_port", "grpc_host"), [change("removed", k, "grpc_listener is already set and wins", before=cfg[k]) for k in ("grpc_port", "grpc_host") if k in cfg])
+    if isinstance(port, Opaque):
+        return Converted(dict(cfg), [], [_opaque_finding("grpc_port", port, "0 becomes %{mode: :internal}, any other port %{mode: :external, port: p}")])
+    changes: list[Change] = []
+    if port == 0 and host is None:
+        listener: dict[str, Any] = {"mode": Atom("internal")}
+        changes.append(change("moved", "grpc_port", "port 0 means an internal listener on an OS-assigned port", before=port, to="grpc_listener.mode", after=listener["mode"]))
+    else:
+        listener = {"mode": Atom("external")}
+        if host is not None:
+            listener["host"] = host
+            changes.append(change("moved", "grpc_host", "the listener's host", before=host, to="grpc_listener.host"))
+        if port is not None:
+            listener["port"] = port
+            changes.append(change("moved", "grpc_port", "the listener's port", before=port, to="grpc_listener.port"))
+        changes.append(change("added", "grpc_listener.mode", "a fixed port means an external listener", after=listener["mode"]))
+    return Converted(replace_keys(cfg, ["grpc_port", "grpc_host"], "grpc_listener", listener), changes)
+
+
+def c05_cleanup_retry_interval_ms(cfg: Config, ctx: Context) -> Converted:
+    """0.7.6: ``cleanup_retry_interval`` is renamed ``cleanup_retry_interval_ms`` (same milliseconds)."""
+    if "cleanup_retry_interval" not in cfg:
+        return Converted(dict(cfg), [])
+    value = cfg["cleanup_retry_interval"]
+    if "cleanup_retry_interval_ms" in cfg:
+        return Converted(without(cfg, "cleanup_retry_interval"), [change("removed", "cleanup_retry_interval", "cleanup_retry_interval_ms is already set and wins", before=value)])
+    return Converted(replace_keys(cfg, ["cleanup_retry_interval"], "cleanup_retry_interval_ms", value), [change("renamed", "cleanup_retry_interval", "renamed in 0.7.6; the value is milliseconds, unchanged", before=value, after=value, to="cleanup_retry_interval_ms")])
+
+
+def c06_drop_installer(cfg: Config, ctx: Context) -> Converted:
+    """0.8.9: ``python_packages.installer`` is removed."""
+    packages = cfg.get("python_packages")
+    if not isinstance(packages, dict) or "installer" not in packages:
+        return Converted(dict(cfg), [])
+    out = dict(cfg)
+    out["python_packages"] = without(packages, "installer")
+    return Converted(out, [change("removed", "python_packages.installer", "removed in 0.8.9; the installer is chosen automatically", before=packages["installer"])])
+
+
+def c07_log_level_info(cfg: Config, ctx: Context) -> Converted:
+    """0.8.1: the default log level becomes ``:error``; keep the old startup logs with ``log_level: :info``."""
+    if "log_level" in cfg or not ctx.primary:
+        return Converted(dict(cfg), [])
+    out = dict(cfg)
+    out["log_level"] = Atom("info")
+    return Converted(out, [change("added", "log_level", "the default became :error in 0.8.1; :info keeps the startup logs this deployment had (remove it for quieter logs)", after=out["log_level"])])
+
+
+def c08_log_categories_list(cfg: Config, ctx: Context) -> Converted:
+    """``log_categories`` given as a map is ignored; the read form is a list of categories."""
+    cats = cfg.get("log_categories")
+    if not isinstance(cats, dict):
+        return Converted(dict(cfg), [])
+    new = [Atom(k) for k in cats]
+    out = dict(cfg)
+    out["log_categories"] = new
+    levels = {str(v) for v in cats.values()}
+    note = "the map form was ignored; the list enables these categories"
+    if levels - {"debug"}:
+        note += f" (per-category levels {', '.join(sorted(levels))} are not kept: log_level sets the level)"
+    return Converted(out, [change("semantic", "log_categories", note, before=cats, after=new)])
+
+
+_SESSION_MOVES = {"default_ttl": "session_default_ttl", "cleanup_interval": "session_cleanup_interval", "warning_threshold": "session_warning_threshold"}
+
+
+def c09_session_settings(cfg: Config, ctx: Context) -> Converted:
+    """Session TTL and cleanup are top-level ``session_*`` keys; ``session_store`` is a map of ``max_sessions``/``strict_mode``."""
+    store = cfg.get("session_store")
+    if isinstance(store, Opaque):
+        return Converted(dict(cfg), [], [_opaque_finding("session_store", store, "it must be a map of max_sessions and strict_mode")])
+    if not isinstance(store, dict) or (not isinstance(store, Keywords) and not (_SESSION_MOVES.keys() & store.keys())):
+        return Converted(dict(cfg), [])
+    out: dict[str, Any] = {}
+    changes: list[Change] = []
+    findings: list[Finding] = []
+    kept = {k: v for k, v in store.items() if k not in _SESSION_MOVES}
+    for k, v in cfg.items():
+        if k != "session_store":
+            out[k] = v
+            continue
+        for inner, top in _SESSION_MOVES.items():
+            if inner not in store:
+                continue
+            if top in cfg:
+                if cfg[top] != store[inner]:
+                    findings.append(_finding(f"session_store.{inner}", f"session_store.{inner} ({describe(store[inner])}) is never read; {top} ({describe(cfg[top])}) is", f"the value of {top} is kept; set it to {describe(store[inner])} if that is what you meant"))
+                changes.append(change("removed", f"session_store.{inner}", f"never read; {top} is already set", before=store[inner]))
+                continue
+            out[top] = store[inner]
+            changes.append(change("moved", f"session_store.{inner}", "never read inside session_store; the top-level key is", before=store[inner], to=top))
+        if kept:
+            out["session_store"] = dict(kept)
+            if isinstance(store, Keywords):
+                changes.append(change("semantic", "session_store", "a keyword list here was never read; the map form is, so these limits now apply", before=store, after=out["session_store"]))
+        else:
+            changes.append(change("removed", "session_store", "nothing left in it once the session settings moved", before=store))
+    return Converted(out, changes, findings)
+
+
+def c10_python_runtime(cfg: Config, ctx: Context) -> Converted:
+    """``python_runtime: %{strategy: :venv}`` is never read; the code reads ``config :snakepit, :python, strategy: ...``."""
+    runtime = cfg.get("python_runtime")
+    if runtime is None:
+        return Converted(dict(cfg), [])
+    if not isinstance(runtime, dict):
+        return Converted(dict(cfg), [], [_opaque_finding("python_runtime", runtime, "it becomes config :snakepit, :python, strategy: ...")] if isinstance(runtime, Opaque) else [])
+    findings: list[Finding] = []
+    existing = cfg.get("python")
+    python: dict[str, Any] = Keywords(existing) if isinstance(existing, dict) else Keywords()
+    changes: list[Change] = []
+    for key, value in runtime.items():
+        if key in python:
+            changes.append(change("removed", f"python_runtime.{key}", f"never read; python.{key} is already set", before=value))
+            continue
+        if key == "strategy" and value not in ("system", "uv"):
+            new = Atom("system")
+            findings.append(_finding("python_runtime.strategy", f"strategy {describe(value)} does not exist; it becomes :system", "check that :system (the interpreter on PATH, e.g. your activated venv) is right, or use :uv with managed: true"))
+            changes.append(change("semantic", "python_runtime.strategy", "only :system and :uv exist", before=value, after=new, to="python.strategy"))
+            python[key] = new
+            continue
+        python[key] = value
+        changes.append(change("moved", f"python_runtime.{key}", "never read under python_runtime; read under :python", before=value, to=f"python.{key}"))
+    if existing is None:
+        out = replace_keys(cfg, ["python_runtime"], "python", python)
+    else:
+        out = without(cfg, "python_runtime")
+        out["python"] = python
+    return Converted(out, changes, findings)
+
+
+def _adapter_args(args: Any, adapter: str) -> tuple[Any, bool]:
+    """``args`` with ``--adapter module.Class`` first, unless it already names one."""
+    spec = adapter.replace(":", ".")
+    if isinstance(args, list):
+        if "--adapter" in args:
+            return args, False
+        return ["--adapter", spec, *args], True
+    return ["--adapter", spec], True
+
+
+def _python_adapter_in(section: dict, path: str) -> tuple[dict, list[Change], list[Finding]]:
+    adapter = section["python_adapter"]
+    if isinstance(adapter, Opaque) or not isinstance(adapter, str):
+        return section, [], [_finding(f"{path}python_adapter", f"python_adapter is {describe(adapter)}, not a \"module:Class\" string", 'set adapter_args: ["--adapter", "module.Class"] by hand')]
+    args, changed = _adapter_args(section.get("adapter_args"), adapter)
+    out = replace_keys(section, ["python_adapter"], "adapter_args", args) if "adapter_args" not in section else without(section, "python_adapter")
+    if "adapter_args" in section:
+        out["adapter_args"] = args
+    note = "python_adapter was never read; --adapter in adapter_args is" if changed else "never read; adapter_args already names the adapter"
+    kind = "moved" if changed else "removed"
+    return out, [change(kind, f"{path}python_adapter", note, before=adapter, to=f"{path}adapter_args" if changed else None, after=args if changed else ...)], []
+
+
+def c11_python_adapter(cfg: Config, ctx: Context) -> Converted:
+    """``python_adapter: "mod:Class"`` was never read; the working form is ``adapter_args: ["--adapter", "mod.Class"]``."""
+    out = dict(cfg)
+    changes: list[Change] = []
+    findings: list[Finding] = []
+    if isinstance(out.get("pool_config"), dict) and "python_adapter" in out["pool_config"]:
+        out["pool_config"], c, f = _python_adapter_in(out["pool_config"], "pool_config.")
+        changes += c
+        findings += f
+    if isinstance(out.get("pools"), list):
+        pools = list(out["pools"])
+        for i, pool in enumerate(pools):
+            if isinstance(pool, dict) and "python_adapter" in pool:
+                pools[i], c, f = _python_adapter_in(pool, f"pools[{i}].")
+                changes += c
+                findings += f
+        out["pools"] = pools
+    if "python_adapter" in out:
+        adapter = out["python_adapter"]
+        pools = out.get("pools")
+        if isinstance(pools, list) and len(pools) == 1 and isinstance(pools[0], dict):
+            pool, c, f = _python_adapter_in({**pools[0], "python_adapter": adapter}, "pools[0].")
+            out["pools"] = [pool]
+            out = without(out, "python_adapter")
+        elif pools is None:
+            section = out.get("pool_config", {})
+            if not isinstance(section, dict):
+                return Converted(out, changes, findings + [_finding("python_adapter", "python_adapter is never read and pool_config is an expression", 'add adapter_args: ["--adapter", "module.Class"] to the pool settings by hand')])
+            moved, c, f = _python_adapter_in({**section, "python_adapter": adapter}, "pool_config.")
+            out = replace_keys(out, ["pool_config"], "pool_config", moved) if "pool_config" in out else replace_keys(out, ["python_adapter"], "pool_config", moved)
+            out = without(out, "python_adapter")
+        else:
+            return Converted(out, changes, findings + [_finding("python_adapter", "python_adapter is never read and there are several pools", 'add adapter_args: ["--adapter", "module.Class"] to the pool(s) that need it')])
+        changes += [x.model_copy(update={"key": "python_adapter"}) for x in c]
+        findings += f
+    return Converted(out, changes, findings)
+
+
+def _heartbeat(hb: dict, path: str) -> tuple[dict, list[Change], list[Finding]]:
+    value = hb["interval_ms"]
+    if "ping_interval_ms" in hb:
+        found = [] if hb["ping_interval_ms"] == value else [_finding(f"{path}interval_ms", f"interval_ms ({describe(value)}) is not read; ping_interval_ms ({describe(hb['ping_interval_ms'])}) is", "ping_interval_ms is kept; change it if interval_ms was the value you meant")]
+        return without(hb, "interval_ms"), [change("removed", f"{path}interval_ms", "not read; ping_interval_ms is already set", before=value)], found
+    out = replace_keys(hb, ["interval_ms"], "ping_interval_ms", value)
+    return out, [change("renamed", f"{path}interval_ms", "the Elixir key is ping_interval_ms (Python receives it as interval_ms)", before=value, after=value, to=f"{path}ping_interval_ms")], []
+
+
+def c12_heartbeat_ping_interval(cfg: Config, ctx: Context) -> Converted:
+    """Heartbeat: the Elixir key is ``ping_interval_ms``; Python's ``interval_ms`` is not read in config."""
+    out = dict(cfg)
+    changes: list[Change] = []
+    findings: list[Finding] = []
+    if isinstance(out.get("heartbeat"), dict) and "interval_ms" in out["heartbeat"]:
+        out["heartbeat"], changes, findings = _heartbeat(out["heartbeat"], "heartbeat.")
+    if isinstance(out.get("pools"), list):
+        pools = list(out["pools"])
+        for i, pool in enumerate(pools):
+            hb = pool.get("heartbeat") if isinstance(pool, dict) else None
+            if isinstance(hb, dict) and "interval_ms" in hb:
+                pools[i] = dict(pool)
+                pools[i]["heartbeat"], c, f = _heartbeat(hb, f"pools[{i}].heartbeat.")
+                changes += c
+                findings += f
+        out["pools"] = pools
+    return Converted(out, changes, findings)
+
+
+def c13_pool_size_precedence(cfg: Config, ctx: Context) -> Converted:
+    """0.13: a top-level ``pool_size`` wins over ``pool_config.pool_size``; keep the size that was in effect."""
+    pool_config = cfg.get("pool_config")
+    if "pool_size" not in cfg or not isinstance(pool_config, dict) or "pool_size" not in pool_config:
+        return Converted(dict(cfg), [])
+    top, inner = cfg["pool_size"], pool_config["pool_size"]
+    if top == inner:
+        return Converted(dict(cfg), [])
+    if isinstance(inner, Opaque) or isinstance(top, Opaque):
+        return Converted(dict(cfg), [], [_finding("pool_size", f"pool_size ({describe(top)}) and pool_config.pool_size ({describe(inner)}) differ; from 0.13 the top-level one wins", "make them equal to the size you want")])
+    out = dict(cfg)
+    out["pool_size"] = inner
+    return Converted(out, [change("semantic", "pool_size", "from 0.13 the top-level pool_size wins; set to pool_config.pool_size, the size in effect before", before=top, after=inner)])
+
+
+# -- down-conversions (lossless only) -----------------------------------------------------------
+
+
+def _lost(keys: list[str], cfg: Config, version: str) -> list[Finding]:
+    return [
+        _finding(k, f"{k} ({describe(cfg[k])}) cannot be expressed in {version}", f"remove {k} first if losing it is acceptable, or restore from the backup instead")
+        for k in keys if k in cfg
+    ]
+
+
+def d13_to_10(cfg: Config, ctx: Context) -> Converted:
+    """0.13 -> 0.10: lossless unless ``instance_token`` is set."""
+    return Converted(dict(cfg), [], _lost(["instance_token"], cfg, "0.10"))
+
+
+def d10_to_8(cfg: Config, ctx: Context) -> Converted:
+    """0.10 -> 0.8: ``grpc_listener`` back to ``grpc_port``/``grpc_host`` when it only says that."""
+    lost = _lost(["instance_name", "data_dir", "affinity"] + [k for k in cfg if k.startswith(("pool_reconcile_", "worker_starter_", "worker_supervisor_"))], cfg, "0.8")
+    listener = cfg.get("grpc_listener")
+    if listener is None:
+        return Converted(dict(cfg), [], lost)
+    if not isinstance(listener, dict) or listener.get("mode") not in ("internal", "external") or set(listener) - {"mode", "host", "port"}:
+        return Converted(dict(cfg), [], lost + _lost(["grpc_listener"], cfg, "0.8"))
+    if listener["mode"] == "internal":
+        if set(listener) != {"mode"}:
+            return Converted(dict(cfg), [], lost + _lost(["grpc_listener"], cfg, "0.8"))
+        out = replace_keys(cfg, ["grpc_listener"], "grpc_port", 0)
+        return Converted(out, [change("moved", "grpc_listener.mode", "an internal listener is grpc_port: 0 before 0.10", before=listener["mode"], to="grpc_port", after=0)], lost)
+    out = {}
+    for k, v in cfg.items():
+        if k == "grpc_listener":
+            if "port" in listener:
+                out["grpc_port"] = listener["port"]
+            if "host" in listener:
+                out["grpc_host"] = listener["host"]
+        else:
+            out[k] = v
+    changes = [change("moved", f"grpc_listener.{k}", "back to the pre-0.10 key", before=listener[k], to=f"grpc_{k}") for k in ("port", "host") if k in listener]
+    return Converted(out, changes, lost)
+
+
+def d8_to_7(cfg: Config, ctx: Context) -> Converted:
+    """0.8 -> 0.7: lossless unless ``timeout_profile`` or ``log_categories`` is set."""
+    return Converted(dict(cfg), [], _lost(["timeout_profile", "log_categories"], cfg, "0.7"))
+
+
+def d7_to_6(cfg: Config, ctx: Context) -> Converted:
+    """0.7 -> 0.6: ``cleanup_retry_interval_ms`` back to ``cleanup_retry_interval``; 0.7-only keys are lost."""
+    lost = _lost(["capacity_strategy", "python_packages", "python", "library_mode", "grpc_log_level", "log_python_output", "cleanup_on_stop", "process_group_kill"], cfg, "0.6")
+    if "cleanup_retry_interval_ms" not in cfg:
+        return Converted(dict(cfg), [], lost)
+    value = cfg["cleanup_retry_interval_ms"]
+    out = replace_keys(cfg, ["cleanup_retry_interval_ms"], "cleanup_retry_interval", value)
+    return Converted(out, [change("renamed", "cleanup_retry_interval_ms", "the name before 0.7.6", before=value, after=value, to="cleanup_retry_interval")], lost)
+
+
+def d6_to_5(cfg: Config, ctx: Context) -> Converted:
+    """0.6 -> 0.5: one ``:default`` process pool back to ``adapter_module`` + ``pool_config``."""
+    lost = _lost(["heartbeat", "log_level", "session_store", "pool_size"], cfg, "0.5")
+    pools = cfg.get("pools")
+    if pools is None:
+        return Converted(dict(cfg), [], lost)
+    allowed = set(PoolConfig05.model_fields) | {"name", "worker_profile", "adapter_module"}
+    if (
+        not isinstance(pools, list) or len(pools) != 1 or not isinstance(pools[0], dict)
+        or pools[0].get("name") != "default" or pools[0].get("worker_profile", "process") != "process"
+        or set(pools[0]) - allowed
+    ):
+        return Converted(dict(cfg), [], lost + _lost(["pools"], cfg, "0.5 (only one :default process pool can be)"))
+    pool = pools[0]
+    pool_config = {k: v for k, v in pool.items() if k not in ("name", "worker_profile", "adapter_module")}
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if k != "pools":
+            out[k] = v
+            continue
+        if "adapter_module" in pool:
+            out["adapter_module"] = pool["adapter_module"]
+        if pool_config:
+            out["pool_config"] = pool_config
+    changes = [change("moved", f"pools[0].{k}", "back to the single-pool form", before=v, to="adapter_module" if k == "adapter_module" else f"pool_config.{k}") for k, v in pool.items() if k not in ("name", "worker_profile")]
+    return Converted(out, changes, lost)
+
+
+def d5_to_3(cfg: Config, ctx: Context) -> Converted:
+    """0.5 -> 0.3: lossless only for a config with no gRPC or session settings and no adapter."""
+    keys = ["grpc_port", "grpc_host", "grpc_config", "adapter_module", "session_default_ttl", "session_cleanup_interval", "session_max_sessions", "session_warning_threshold"]
+    lost = _lost(keys, cfg, "0.3")
+    pool_config = cfg.get("pool_config")
+    if isinstance(pool_config, dict):
+        extra = [k for k in pool_config if k not in ("pool_size", "adapter_args")]
+        lost += [_finding(f"pool_config.{k}", f"pool_config.{k} cannot be expressed in 0.3", "remove it first, or restore from the backup instead") for k in extra]
+    return Converted(dict(cfg), [], lost)
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """Converters that take a config from ``source`` to ``target``, in order."""
+
+    source: str
+    target: str
+    converters: tuple[Converter, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}->{self.target}"
+
+
+UP = [
+    Step("0.3", "0.5", (c01_grpc_only,)),
+    Step("0.5", "0.6", (c11_python_adapter, c02_pools, c03_drop_grpc_config, c09_session_settings, c12_heartbeat_ping_interval)),
+    Step("0.6", "0.7", (c03_drop_grpc_config, c05_cleanup_retry_interval_ms, c10_python_runtime, c11_python_adapter, c09_session_settings, c12_heartbeat_ping_interval)),
+    Step("0.7", "0.8", (c06_drop_installer, c07_log_level_info, c08_log_categories_list)),
+    Step("0.8", "0.10", (c04_grpc_listener,)),
+    Step("0.10", "0.13", (c13_pool_size_precedence,)),
+]
+DOWN = [
+    Step("0.13", "0.10", (d13_to_10,)),
+    Step("0.10", "0.8", (d10_to_8,)),
+    Step("0.8", "0.7", (d8_to_7,)),
+    Step("0.7", "0.6", (d7_to_6,)),
+    Step("0.6", "0.5", (d6_to_5,)),
+    Step("0.5", "0.3", (d5_to_3,)),
+]
+# Conversions of keys no version reads any more: applied even when the config already claims a later version.
+REPAIRS: tuple[Converter, ...] = (
+    c03_drop_grpc_config, c05_cleanup_retry_interval_ms, c06_drop_installer, c08_log_categories_list,
+    c09_session_settings, c10_python_runtime, c11_python_adapter, c12_heartbeat_ping_interval,
+)
+
+
+def plan(source: str, target: str) -> list[Step]:
+    """The steps from ``source`` to ``target`` (up or down); empty when they are equal."""
+    from deployment.config.detect import rank
+
+    a, b = rank(source), rank(target)
+    if a <= b:
+        return [s for s in UP if a <= rank(s.source) and rank(s.target) <= b]
+    return [s for s in DOWN if b <= rank(s.target) and rank(s.source) <= a]
+
+
+def convert(cfg: Config, source: str, target: str, ctx: Context = Context()) -> Converted:
+    """Chain the steps from ``source`` to ``target``; on the way up, repair keys no version reads first."""
+    from deployment.config.detect import rank
+
+    current = copy.deepcopy(cfg)
+    changes: list[Change] = []
+    findings: list[Finding] = []
+    runs: list[tuple[str, Converter]] = []
+    if rank(source) <= rank(target):
+        earlier = {c for s in UP if rank(s.target) <= rank(source) for c in s.converters}
+        runs += [(f"repair@{source}", c) for c in REPAIRS if c in earlier]
+    for step in plan(source, target):
+        runs += [(step.name, c) for c in step.converters]
+    for name, fn in runs:
+        result = fn(current, ctx)
+        current = result.config
+        changes += [c.model_copy(update={"step": name}) for c in result.changes]
+        findings += [f.model_copy(update={"step": name}) for f in result.findings]
+    return Converted(current, changes, findings)
+
