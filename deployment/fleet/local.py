@@ -52,12 +52,8 @@ class LocalFleet(HttpFleet):
             )
         assert proc.stdout is not None
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), ready_timeout)
+            ready = await asyncio.wait_for(_read_json(proc.stdout), ready_timeout)
         except TimeoutError:
-            line = b""
-        try:
-            ready = json.loads(line) if line.strip() else None
-        except ValueError:
             ready = None
         if not isinstance(ready, dict) or "url" not in ready:
             await _reap(proc, 5.0)
@@ -75,6 +71,18 @@ class LocalFleet(HttpFleet):
         if self.process is None:
             return None
         return await _reap(self.process, timeout)
+
+
+async def _read_json(stream: asyncio.StreamReader) -> Any:
+    """The first JSON object on a stream (it may span lines); None at EOF."""
+    text = ""
+    while line := await stream.readline():
+        text += line.decode(errors="replace")
+        try:
+            return json.loads(text)
+        except ValueError:
+            continue
+    return None
 
 
 async def _reap(proc: asyncio.subprocess.Process, timeout: float = 20.0) -> int:

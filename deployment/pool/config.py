@@ -106,6 +106,8 @@ def _select_pool(keys: dict[str, Any], pool: str | None) -> dict[str, Any]:
 
 
 def _adapter(argv: Any) -> tuple[str, list[str]]:
+    if argv is None:
+        argv = []
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise PoolConfigError("'adapter_args' must be a list of strings, e.g. [\"--adapter\", \"mod.Class\"]")
     rest: list[str] = []

@@ -18,7 +18,8 @@ import logging
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,27 @@ def _timing(raw: dict[str, Any], key: str, default: float) -> float:
     return value / 1000.0 if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
 
 
+class SessionLocks:
+    """A lock per session id, kept only while some call of that session waits or runs."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, session_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(session_id, (asyncio.Lock(), 0))
+        self._locks[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[session_id]
+            if users == 1:
+                del self._locks[session_id]
+            else:
+                self._locks[session_id] = (lock, users - 1)
+
+
 class Fleet:
     """N instances of one pool, the balancing over them, and the reported migration."""
 
@@ -67,6 +89,7 @@ class Fleet:
         self._http: aiohttp.ClientSession | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._respawns: set[asyncio.Task[None]] = set()
+        self._session_locks = SessionLocks()
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -76,7 +99,9 @@ class Fleet:
         if failed:
             await asyncio.gather(*(i.stop() for i in self.instances))
             raise failed[0]
-        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # A fresh loopback connection per call: a dead worker then shows as "refused"
+        # (safe to retry elsewhere) rather than as a stale pooled connection.
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
         self._health_task = asyncio.create_task(self._health_loop())
 
     async def close(self) -> None:
@@ -107,7 +132,15 @@ class Fleet:
         return min(rotated, key=lambda i: i.in_flight)
 
     async def call(self, tool: str, session_id: str, arguments: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Forward one tool call; returns the HTTP status and body for the client."""
+        """Forward one tool call; returns the HTTP status and body for the client.
+
+        Calls of one session run one at a time across the whole fleet, so a
+        session's read-modify-write through the store never loses an update.
+        """
+        async with self._session_locks.hold(session_id):
+            return await self._forward(tool, session_id, arguments)
+
+    async def _forward(self, tool: str, session_id: str, arguments: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         assert self._http is not None
         deadline = time.monotonic() + self.queue_timeout
         refused = 0

@@ -1,0 +1,159 @@
+"""The reference fleet as real processes on loopback: traffic, sessions, health, drain, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import call_tool, fleet_config
+from deployment.fleet.local import LocalFleet
+from deployment.pool.errors import DrainTimeout, InstanceStartFailed, UnknownInstance
+from deployment.pool.load import run_load
+from deployment.sessions.stores import open_store
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_calls_are_balanced_and_sessions_go_through_the_store(fleet: LocalFleet, store_url: str) -> None:
+    pids = set()
+    for _ in range(6):
+        status, body = await call_tool(fleet.url, "ping", "balance")
+        assert status == 200, body
+        pids.add(body["result"]["pid"])
+    assert len(pids) >= 2  # more than one instance took traffic
+
+    for expected in range(1, 6):
+        status, body = await call_tool(fleet.url, "incr", "counted", {"by": 1})
+        assert (status, body) == (200, {"result": expected})
+    async with open_store(store_url) as store:
+        rec = (await store.read_many(["counted"]))["counted"]
+    assert rec["metadata"] == {"counter": 5}
+    assert rec["last_worker_id"] in {"w1", "w2", "w3"}
+    assert rec["ttl"] == 600 and rec["last_accessed"] >= rec["created_at"]
+
+    assert await call_tool(fleet.url, "countdown", "s", {"n": 2}) == (200, {"result": [2, 1, 0]})
+    status, body = await call_tool(fleet.url, "nope", "s")
+    assert status == 404 and body["error"]["type"] == "UnknownTool"
+    status, body = await call_tool(fleet.url, "boom", "s")
+    assert status == 500 and "boom" in body["error"]["message"]
+
+
+async def test_health_has_exactly_the_contract_shape(fleet: LocalFleet) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{fleet.url}/health") as resp:
+            assert resp.status == 200
+            body = await resp.json()
+    assert set(body) == {"status", "instances", "migration"}
+    assert body["status"] == "ok" and body["migration"] is None
+    assert [i["id"] for i in body["instances"]] == ["w1", "w2", "w3"]
+    for inst in body["instances"]:
+        assert set(inst) == {"id", "state", "config_version", "adapter"}
+        assert inst["state"] == "serving" and inst["adapter"] == "fleet_adapters.CounterAdapter"
+
+
+async def test_wait_idle_waits_for_the_request_in_flight(fleet: LocalFleet) -> None:
+    slow = asyncio.create_task(call_tool(fleet.url, "slow", "slow-one", {"seconds": 1.5}))
+    busy = []
+    for _ in range(50):
+        busy = [i for i in await fleet.list_instances() if i.in_flight > 0]
+        if busy:
+            break
+        await asyncio.sleep(0.05)
+    assert busy, "the slow call never showed as in flight"
+    target = busy[0].id
+    assert (await fleet.drain(target)).state == "draining"
+    with pytest.raises(DrainTimeout, match=f"instance {target}: 1 request"):
+        await fleet.wait_idle(target, 0.2)
+    assert (await fleet.wait_idle(target, 10)).in_flight == 0
+    assert (await slow)[0] == 200
+    assert (await fleet.health()).status == "degraded"  # one instance out of service, no migration
+    assert (await fleet.undrain(target)).state == "serving"
+    with pytest.raises(UnknownInstance, match="instance w9"):
+        await fleet.drain("w9")
+
+
+async def test_bad_configs_keep_the_old_config_serving(fleet: LocalFleet, fleet_dir: Path, store_url: str) -> None:
+    before = {i.id: i.config_version for i in await fleet.list_instances()}
+    cases = [
+        (fleet_config("fleet_adapters.NoSuchAdapter", "bad-1", store_url), "has no attribute 'NoSuchAdapter'", None),
+        (fleet_config("no_such_pkg.Adapter", "bad-2", store_url), "no module named 'no_such_pkg'", None),
+        (fleet_config("fleet_adapters.BrokenInitAdapter", "bad-3", store_url), "cannot load the model", None),
+        ({"pools": []}, "cannot be loaded", None),
+        (fleet_config("fleet_slow_import.SlowAdapter", "bad-4", store_url), "never became healthy within 1s", 1.0),
+    ]
+    for config, cause, timeout in cases:
+        with pytest.raises(InstanceStartFailed) as caught:
+            await fleet.restart("w1", config, timeout=timeout)
+        assert caught.value.instance == "w1" and cause in caught.value.cause
+        assert "instance w1" in str(caught.value)
+    after = await fleet.list_instances()
+    assert {i.id: i.config_version for i in after} == before
+    assert all(i.state == "serving" for i in after)
+    for _ in range(6):
+        assert (await call_tool(fleet.url, "ping", "after-bad"))[0] == 200
+
+
+async def test_rolling_restart_under_load_fails_no_request(fleet: LocalFleet, fleet_dir: Path, store_url: str) -> None:
+    v2 = fleet_config("fleet_adapters.CounterAdapterV2", "v2", store_url)
+    load = asyncio.create_task(run_load(fleet.url, rate=25, duration=8, sessions=5, tool="incr"))
+    await asyncio.sleep(0.5)
+    await fleet.set_migration("mig-1", "rolling_restart")
+    health = await fleet.health()
+    assert health.status == "migrating" and health.migration is not None and health.migration.phase == "rolling_restart"
+    for inst in await fleet.list_instances():
+        previous = await fleet.instance_config(inst.id)
+        assert previous["config_version"] in ("v1", "v2")
+        await fleet.drain(inst.id)
+        await fleet.wait_idle(inst.id, 10)
+        restarted = await fleet.restart(inst.id, v2, timeout=30)
+        assert (restarted.config_version, restarted.state) == ("v2", "draining")
+        assert (await fleet.undrain(inst.id)).state == "serving"
+    assert not load.done(), "the load ended before the restarts did: the test proves nothing"
+    report = await load
+    await fleet.clear_migration()
+    assert report.requests == 200 and report.errors == 0, report.error_kinds
+    health = await fleet.health()
+    assert health.status == "ok" and {i.config_version for i in health.instances} == {"v2"}
+    assert {(await call_tool(fleet.url, "ping", "after"))[1]["result"]["version"] for _ in range(6)} == {"v2"}
+    async with open_store(store_url) as store:
+        records = await store.read_many([f"load-{k}" for k in range(5)])
+    # every increment landed: calls of one session are serialised, none was lost across restarts
+    assert sum(r["metadata"]["counter"] for r in records.values()) == 200
+
+
+async def test_a_killed_worker_comes_back_by_itself(fleet: LocalFleet) -> None:
+    victim = next(i for i in (await fleet.list_instances()) if i.id == "w2")
+    pid = (await fleet._request("GET", f"{fleet.admin}/instances/w2"))["pid"]
+    os.kill(pid, signal.SIGKILL)
+    proc = psutil.Process(pid)
+    while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+        await asyncio.sleep(0.01)
+    for _ in range(5):  # traffic keeps flowing: a refused connection is retried elsewhere
+        assert (await call_tool(fleet.url, "ping", "during-kill"))[0] == 200
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = await fleet._request("GET", f"{fleet.admin}/instances/w2")
+        if now["state"] == "serving" and now["pid"] != pid:
+            break
+        await asyncio.sleep(0.2)
+    assert now["state"] == "serving" and now["pid"] != pid and now["restarts"] >= 1
+    assert now["config_version"] == victim.config_version
+
+
+async def test_calls_are_recorded_as_jsonl(fleet: LocalFleet, fleet_dir: Path) -> None:
+    lines = [json.loads(line) for line in (fleet_dir / "calls.jsonl").read_text().splitlines()]
+    assert lines and all(set(line) == {"tool", "arguments", "result"} for line in lines)
+    assert {"tool": "add", "arguments": {"a": 1, "b": 2}, "result": 3} not in lines
+    assert (await call_tool(fleet.url, "add", "rec", {"a": 1, "b": 2}))[1] == {"result": 3}
+    lines = [json.loads(line) for line in (fleet_dir / "calls.jsonl").read_text().splitlines()]
+    assert {"tool": "add", "arguments": {"a": 1, "b": 2}, "result": 3} in lines
+    assert not any(line["tool"] == "boom" for line in lines)  # failures are not samples
