@@ -1,0 +1,114 @@
+"""Child process of the equivalence check: run one tool's cases on one side, print outcomes.
+
+Run as ``python sandbox.py`` with one JSON request on stdin::
+
+    {"side": "custom", "root": DIR, "module": "pkg.adapter", "adapter": "Class",
+     "generation": "base_adapter", "tool": "name", "cases": [{...arguments...}, ...]}
+    {"side": "generic", "config": {...}, "tool": "name", "cases": [...]}
+
+and one JSON object on stdout: ``{"outcomes": [{"ok": true, "value": ...} |
+{"ok": false, "error": {"type": ..., "message": ...}}]}``.  The custom side
+needs only the standard library (and the adapter's own dependencies), so it
+can run under the adapter's interpreter; anything the adapter prints goes to
+stderr, never into the answer.  Resource limits are set by the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path.pop(0)  # never let this directory's modules shadow the adapter's imports
+
+
+def _load_jsonify():
+    spec = importlib.util.spec_from_file_location("_snakepit_migrate_jsonify", _HERE / "jsonify.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.to_json
+
+
+to_json = _load_jsonify()
+
+
+def _settle(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        async def wait() -> Any:
+            return await value
+        return asyncio.run(wait())
+    if inspect.isgenerator(value):
+        return [getattr(chunk, "data", chunk) for chunk in value]
+    return value
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return {"ok": False, "error": {"type": name, "message": str(exc)}}
+
+
+def _custom_runner(request: dict[str, Any]):
+    sys.path.insert(0, request["root"])
+    module = importlib.import_module(request["module"])
+    cls = getattr(module, request["adapter"])
+    tool = request["tool"]
+    if request["generation"] == "base_adapter":
+        def run(arguments: dict[str, Any]) -> Any:
+            adapter = cls()
+            if callable(getattr(adapter, "set_session_context", None)):
+                adapter.set_session_context(None)
+            try:
+                if callable(getattr(adapter, "initialize", None)):
+                    _settle(adapter.initialize())
+                return _settle(adapter.execute_tool(tool, arguments, None))
+            finally:
+                if callable(getattr(adapter, "cleanup", None)):
+                    _settle(adapter.cleanup())
+        return run
+    handler = cls()  # command handlers live as long as their process, as upstream
+    if callable(getattr(handler, "process_command", None)):
+        return lambda arguments: _settle(handler.process_command(tool, arguments))
+    method = getattr(handler, request["function"].rpartition(".")[2])
+    return lambda arguments: _settle(method(arguments))
+
+
+def _generic_runner(request: dict[str, Any]):
+    from deployment.adapters.generic import GenericAdapter
+
+    adapter = GenericAdapter(request["config"])
+    return lambda arguments: adapter.execute_tool(request["tool"], arguments, None)
+
+
+def main() -> int:
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever the code under test prints goes to stderr
+    sys.stdout = sys.stderr
+    request = json.load(sys.stdin)
+    try:
+        run = _custom_runner(request) if request["side"] == "custom" else _generic_runner(request)
+    except BaseException as exc:  # the adapter could not even be loaded
+        load_error = _error(exc)["error"]
+        answer.write(json.dumps({"load_error": load_error}) + "\n")
+        return 0
+    outcomes = []
+    for arguments in request["cases"]:
+        try:
+            outcomes.append({"ok": True, "value": to_json(run(arguments))})
+        except Exception as exc:
+            outcomes.append(_error(exc))
+    answer.write(json.dumps({"outcomes": outcomes}) + "\n")
+    answer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
