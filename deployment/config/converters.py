@@ -378,7 +378,7 @@ def c13_pool_size_precedence(cfg: Config, ctx: Context) -> Converted:
 
 def _lost(keys: list[str], cfg: Config, version: str) -> list[Finding]:
     return [
-        _finding(k, f"{k} ({describe(cfg[k])}) cannot be expressed in {version}", f"remove {k} first if losing it is acceptable, or restore from the backup instead")
+        Finding(key=k, kind="lossy", message=f"{k} ({describe(cfg[k])}) cannot be expressed in {version}", guidance=f"remove {k} first if losing it is acceptable, or restore from the backup instead")
         for k in keys if k in cfg
     ]
 
@@ -464,7 +464,7 @@ def d5_to_3(cfg: Config, ctx: Context) -> Converted:
     pool_config = cfg.get("pool_config")
     if isinstance(pool_config, dict):
         extra = [k for k in pool_config if k not in ("pool_size", "adapter_args")]
-        lost += [_finding(f"pool_config.{k}", f"pool_config.{k} cannot be expressed in 0.3", "remove it first, or restore from the backup instead") for k in extra]
+        lost += [Finding(key=f"pool_config.{k}", kind="lossy", message=f"pool_config.{k} cannot be expressed in 0.3", guidance="remove it first, or restore from the backup instead") for k in extra]
     return Converted(dict(cfg), [], lost)
 
 

@@ -17,7 +17,7 @@ import tree_sitter_elixir
 from tree_sitter import Language, Node, Parser
 
 from deployment.config.errors import ConfigParseError
-from deployment.config.values import Atom, Config, Keywords, Module, Opaque
+from deployment.config.values import Atom, Config, Keywords, Module, Opaque, SourceInt
 
 APP = "snakepit"
 _LANGUAGE = Language(tree_sitter_elixir.language())
@@ -213,12 +213,13 @@ def parse_value(node: Node, src: bytes) -> Value:
     if t == "integer":
         digits = text.replace("_", "")
         try:
-            return Value(int(digits, 0), span, "scalar")
+            number = int(digits, 0)
         except ValueError:
             try:
-                return Value(int(digits, 10), span, "scalar")
+                number = int(digits, 10)
             except ValueError:
                 return _opaque(node, src)
+        return Value(SourceInt.of(number, text) if text != str(number) else number, span, "scalar")
     if t == "float":
         try:
             return Value(float(text.replace("_", "")), span, "scalar")

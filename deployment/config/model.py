@@ -39,6 +39,7 @@ class Finding(BaseModel):
     key: str
     message: str
     guidance: str
+    kind: Literal["manual", "lossy"] = "manual"
     step: str = ""
     file: str | None = None
     line: int | None = None

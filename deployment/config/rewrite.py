@@ -149,7 +149,8 @@ class _Planner:
             closer = node.close_start
             trailing = old_trailing is not None and (closer is None or old_trailing < closer)
             comma = self.comma_after(entries[last_survivor].pair_span.end)
-            if comma is not None and not trailing and comma < entries[last_survivor + 1].pair_span.start:
+            covered = comma is not None and any(e.start <= comma < e.end for e in self.edits)
+            if comma is not None and not trailing and not covered and comma < entries[last_survivor + 1].pair_span.start:
                 self.add(comma, comma + 1, "")
         return True
 

@@ -50,6 +50,18 @@ class Opaque:
         return self.source
 
 
+class SourceInt(int):
+    """An integer written in a form worth keeping (``50_051``, ``0x1F``); equal to the plain int."""
+
+    source: str = ""
+
+    @classmethod
+    def of(cls, value: int, source: str) -> "SourceInt":
+        out = cls(value)
+        out.source = source
+        return out
+
+
 class Keywords(dict):
     """An Elixir keyword list (``[a: 1, b: 2]``) with unique keys, in order."""
 
@@ -128,9 +140,13 @@ def render(value: Any, indent: int = 0, width: int = 88, column: int | None = No
     return f"[\n{body}\n{close}]"
 
 
+def _kind(value: Any) -> type:
+    return int if isinstance(value, SourceInt) else type(value)
+
+
 def same(a: Any, b: Any) -> bool:
     """Equality that also tells an atom from a string and a map from a keyword list."""
-    if type(a) is not type(b):
+    if _kind(a) is not _kind(b):
         return False
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
@@ -154,8 +170,10 @@ def _render_flat(value: Any) -> str:
         return str(value)
     if isinstance(value, str):
         return _string_text(value)
+    if isinstance(value, SourceInt) and value.source:
+        return value.source
     if isinstance(value, int):
-        return str(value)
+        return str(int(value))
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, Keywords):

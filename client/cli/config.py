@@ -1,0 +1,202 @@
+"""``snakepit-migrate config check|migrate|rollback``: Snakepit configuration files."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from client.cli import app
+from client.cli.common import emit_json, err, out, run
+from client.connect import TASK_QUEUE
+from deployment.config.model import Change, Finding, Issue
+from deployment.config.plan import CheckReport, MigrationPlan, check_unit, load_unit, plan_unit
+from deployment.config.source import read_unit
+from deployment.errors import BadInput, MigrateError
+
+config_app = typer.Typer(help="Check Snakepit config files and migrate them between versions.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+PathArg = Annotated[str, typer.Argument(help="a config file (config/config.exs, .json, .yaml, .toml) or a config/ directory")]
+Json = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
+Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
+
+
+def _issue_lines(issues: list[Issue]) -> None:
+    for i in issues:
+        colour = "red" if i.severity == "error" else "yellow"
+        out.print(f"[{colour}]{escape(i.text())}[/]", markup=True, highlight=False)
+
+
+def _bad_input(exc: MigrateError, json_out: bool) -> int:
+    if json_out:
+        emit_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+    return exc.exit_code
+
+
+@config_app.command("check")
+def check(
+    path: PathArg,
+    version: Annotated[Optional[str], typer.Option("--version", help="validate as this version instead of the detected one")] = None,
+    json_out: Json = False,
+) -> int:
+    """Detect the version, validate every file: exit 0 valid, 1 invalid, 2 unreadable."""
+    try:
+        report = check_unit(load_unit(read_unit(path)), version)
+    except MigrateError as exc:
+        return _bad_input(exc, json_out)
+    if json_out:
+        emit_json(report.as_json())
+    else:
+        _print_check(report)
+    return 0 if report.valid else 1
+
+
+def _print_check(report: CheckReport) -> None:
+    out.print(f"version {report.detection.version} (detected)" + (f", validated as {report.version}" if report.version != report.detection.version else ""))
+    for reason in report.detection.reasons:
+        out.print(f"  because {reason}")
+    _issue_lines(report.issues)
+    errors = sum(1 for i in report.issues if i.severity == "error")
+    warnings = len(report.issues) - errors
+    verdict = "valid" if report.valid else "invalid"
+    out.print(f"{verdict}: {errors} error(s), {warnings} warning(s) in {len(report.files)} file(s)")
+
+
+def _print_plan(plan: MigrationPlan, changes: list[Change], findings: list[Finding]) -> None:
+    diff = plan.diff()
+    if diff:
+        out.print(diff, markup=False, highlight=False, end="")
+    out.print(f"\n{plan.from_version} -> {plan.to_version}: {len(changes)} change(s) in {sum(f.changed for f in plan.files)} of {len(plan.files)} file(s)")
+    for c in changes:
+        out.print("  " + c.line(), markup=False, highlight=False)
+    if findings:
+        out.print(f"\n{len(findings)} finding(s) need a person's review:")
+        for f in findings:
+            out.print("  " + f.text(), markup=False, highlight=False)
+    _issue_lines(plan.issues)
+
+
+@config_app.command("migrate")
+def migrate(
+    path: PathArg,
+    to: Annotated[str, typer.Option("--to", help="target Snakepit version (0.3, 0.5, 0.6, 0.7, 0.8, 0.10, 0.13)")],
+    from_: Annotated[Optional[str], typer.Option("--from", help="source version (default: detected from the keys)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the diff and the changes; write nothing")] = False,
+    accept_findings: Annotated[bool, typer.Option("--accept-findings", help="proceed although some settings need review")] = False,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Convert a config file or directory to another version (all files or none, backed up, validated)."""
+    try:
+        plan = plan_unit(load_unit(read_unit(path)), to, from_)
+    except MigrateError as exc:
+        return _bad_input(exc, json_out)
+    if dry_run:
+        if json_out:
+            emit_json({"status": "dry_run", "migration_id": None, **plan.as_json(), "diff": plan.diff()})
+        else:
+            _print_plan(plan, plan.changes, plan.findings)
+            out.print("dry run: nothing written" + ("" if plan.valid else " (the result would not validate)"))
+        return 0 if plan.valid else 1
+    if not plan.changed:
+        if json_out:
+            emit_json({"status": "unchanged", "migration_id": None, "backup": None, **plan.as_json()})
+        else:
+            out.print(f"{path} is already {plan.to_version}: nothing to change")
+        return 0
+    from activities.config_files import PlanResult, refusal
+
+    refused = refusal(
+        PlanResult(
+            from_version=plan.from_version, to_version=plan.to_version, reasons=[], files=[], changes=plan.changes,
+            findings=plan.findings, errors=[i for i in plan.issues if i.severity == "error"], warnings=[], diff="",
+        ),
+        accept_findings,
+    )  # fmt: skip
+    if refused is not None:
+        if not json_out:
+            _print_plan(plan, plan.changes, plan.findings)
+        return _bad_input(refused, json_out) if isinstance(refused, BadInput) else _fail(refused, json_out)
+    params = {"path": str(Path(path).resolve()), "to_version": to, "accept_findings": accept_findings}
+    if from_:
+        params["from_version"] = from_
+    return run(_run_workflow(params, address, json_out))
+
+
+def _fail(exc: MigrateError, json_out: bool) -> int:
+    if json_out:
+        emit_json({"status": "refused", "error": exc.message, "type": type(exc).__name__})
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+    return 1
+
+
+@config_app.command("rollback")
+def rollback(
+    migration_id: Annotated[str, typer.Argument(help="the id of a completed config migration")],
+    force: Annotated[bool, typer.Option("--force", help="restore even files edited since the migration")] = False,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Restore the files of a config migration byte for byte from its backup."""
+    return run(_run_workflow({"rollback_of": migration_id, "force": force}, address, json_out, _rollback_id(migration_id)))
+
+
+def _rollback_id(migration_id: str) -> str:
+    return f"{migration_id}-rollback-{uuid.uuid4().hex[:6]}"
+
+
+async def start_config_workflow(client: Client, params: dict[str, Any], migration_id: str | None = None) -> Any:
+    """Start ``ConfigMigration`` and return its result, also when it failed and was rolled back."""
+    from workflows.config_migration import ConfigMigrationResult
+
+    handle = await client.start_workflow(
+        "ConfigMigration", params, id=migration_id or f"config-{uuid.uuid4().hex[:8]}", task_queue=TASK_QUEUE,
+        result_type=ConfigMigrationResult,
+    )  # fmt: skip
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.details:
+            return ConfigMigrationResult.model_validate(cause.details[0])
+        raise MigrateError(f"config migration {handle.id} failed: {cause or exc}") from None
+
+
+async def rollback_config(client: Client, migration_id: str, force: bool = False) -> Any:
+    """Restore a completed config migration (what ``snakepit-migrate rollback ID`` runs for a ConfigMigration)."""
+    return await start_config_workflow(client, {"rollback_of": migration_id, "force": force}, _rollback_id(migration_id))
+
+
+async def _run_workflow(params: dict[str, Any], address: str | None, json_out: bool, migration_id: str | None = None) -> int:
+    from client.embedded import ensure_client, worker_while_waiting
+
+    client = await ensure_client(address)
+    async with worker_while_waiting(client):
+        result = await start_config_workflow(client, params, migration_id)
+    return report(result, json_out)
+
+
+def report(result: Any, json_out: bool) -> int:
+    """Print a ConfigMigration result; exit 0 when it completed (or restored), 1 otherwise."""
+    ok = result.status in ("completed", "unchanged", "dry_run") or (result.status == "rolled_back" and not result.error)
+    if json_out:
+        emit_json(result.model_dump())
+        return 0 if ok else 1
+    if result.status == "completed":
+        out.print(f"{result.migration_id}: migrated {result.path} from {result.from_version} to {result.to_version}: {len(result.changes)} change(s) in {len(result.files_written)} file(s)")
+        if result.backup:
+            out.print(f"backup: {result.backup.directory} (undo with: snakepit-migrate config rollback {result.migration_id})")
+    elif result.status == "rolled_back" and not result.error:
+        out.print(f"{result.migration_id}: restored {len(result.restored)} file(s) byte for byte from the backup")
+    else:
+        err.print(f"[bold red]{result.migration_id}: {result.status}[/]: {escape(str(result.error))}", markup=True)
+        if result.restored:
+            err.print(f"restored from the backup: {', '.join(result.restored)}")
+    return 0 if ok else 1

@@ -1,0 +1,187 @@
+"""ConfigMigration: move a config file or directory to another Snakepit version as a saga.
+
+plan (convert and validate, write nothing) → refuse if findings are not
+accepted, a down-conversion is lossy or the result is invalid → back up every
+file to change (content and digest) → write each one atomically → read back
+and validate → done.  The restore of the backup is registered before the
+backup is taken; any failure after that restores the files byte for byte.
+With ``rollback_of`` the same workflow restores a completed migration's backup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.config_files import (
+        BackupRecord,
+        ConfigFileActivities,
+        ConfigMigrationInput,
+        PlanInput,
+        PlanResult,
+        RestoreInput,
+        RestoreResult,
+        ValidateInput,
+        WriteInput,
+        refusal,
+    )
+    from deployment.config.model import Change, Finding, Issue
+    from workflows.saga import Saga
+    from workflows.session_migration import failure_text
+
+Status = Literal["completed", "unchanged", "dry_run", "refused", "rolled_back", "rollback_failed", "failed"]
+_PERMANENT = [
+    "InvalidInput", "InjectedFailure", "FileChanged", "InvalidResult", "ConfigParseError", "NoConfigFound",
+    "UnknownVersion", "FindingsNotAccepted", "LossyDownConversion",
+]  # fmt: skip
+_TIMEOUTS = {"start_to_close_timeout": timedelta(minutes=2), "heartbeat_timeout": timedelta(seconds=30)}
+
+
+def _retry(attempts: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(milliseconds=500),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=attempts,
+        non_retryable_error_types=_PERMANENT,
+    )
+
+
+class ConfigMigrationResult(BaseModel):
+    """What a config migration did; also attached to its failure."""
+
+    migration_id: str
+    status: Status
+    path: str
+    from_version: str | None = None
+    to_version: str | None = None
+    changes: list[Change] = []
+    findings: list[Finding] = []
+    warnings: list[Issue] = []
+    backup: BackupRecord | None = None
+    files_written: list[str] = []
+    restored: list[str] = []
+    diff: str = ""
+    error: str | None = None
+
+
+@workflow.defn(name="ConfigMigration")
+class ConfigMigrationWorkflow:
+    """Config files to another version, all files or none, restored byte for byte on failure."""
+
+    def __init__(self) -> None:
+        self._phase = "pending"
+
+    @workflow.query(name="phase")
+    def phase(self) -> str:
+        """Where the run is: planning, backup, writing, validating, rolling_back, done."""
+        return self._phase
+
+    @workflow.run
+    async def run(self, params: dict[str, Any]) -> ConfigMigrationResult:
+        try:
+            inp = ConfigMigrationInput.model_validate(params)
+        except ValidationError as exc:
+            raise ApplicationError(f"invalid ConfigMigration input: {exc}", type="InvalidInput", non_retryable=True)
+        mid = workflow.info().workflow_id
+        result = ConfigMigrationResult(migration_id=mid, status="completed", path=inp.path)
+        if inp.rollback_of:
+            return await self._rollback(inp, result)
+        if not inp.path or not inp.to_version:
+            raise ApplicationError("ConfigMigration needs 'path' and 'to_version'", type="InvalidInput", non_retryable=True)
+        saga = Saga()
+        try:
+            await self._migrate(inp, mid, result, saga)
+        except (Exception, asyncio.CancelledError) as exc:
+            result.error = failure_text(exc)
+            workflow.logger.warning("Config migration %s failed: %s", mid, result.error)
+            await self._unwind(saga, result)
+            self._phase = "done"
+            raise ApplicationError(
+                f"config migration {result.status}: {result.error}", result,
+                type="MigrationRolledBack" if result.status == "rolled_back" else "MigrationFailed", non_retryable=True,
+            )  # fmt: skip
+        self._phase = "done"
+        return result
+
+    async def _migrate(self, inp: ConfigMigrationInput, mid: str, result: ConfigMigrationResult, saga: Saga) -> None:
+        self._phase = "planning"
+        plan: PlanResult = await workflow.execute_activity_method(
+            ConfigFileActivities.plan_config_migration,
+            PlanInput(migration_id=mid, path=inp.path, to_version=inp.to_version, from_version=inp.from_version),
+            retry_policy=_retry(3),
+            **_TIMEOUTS,
+        )
+        result.from_version, result.to_version = plan.from_version, plan.to_version
+        result.changes, result.findings, result.warnings, result.diff = plan.changes, plan.findings, plan.warnings, plan.diff
+        refused = refusal(plan, inp.accept_findings)
+        if refused is not None:
+            result.status = "refused"
+            raise ApplicationError(str(refused), type=type(refused).__name__, non_retryable=True)
+        if not any(f.changed for f in plan.files):
+            result.status = "unchanged"
+            return
+        if inp.dry_run:
+            result.status = "dry_run"
+            return
+        writes = WriteInput(migration_id=mid, files=plan.files, fail_after_files=inp.fail_after_files)
+        saga.add("restore_config_backup", lambda: self._restore(RestoreInput(migration_id=mid, compensation=True)))
+        self._phase = "backup"
+        result.backup = await workflow.execute_activity_method(
+            ConfigFileActivities.backup_config_files, writes, retry_policy=_retry(5), **_TIMEOUTS
+        )
+        self._phase = "writing"
+        written = await workflow.execute_activity_method(
+            ConfigFileActivities.write_config_files, writes, retry_policy=_retry(5), **_TIMEOUTS
+        )
+        result.files_written = written.written + written.already
+        self._phase = "validating"
+        expected = {f.path: f.after_digest for f in plan.files}
+        await workflow.execute_activity_method(
+            ConfigFileActivities.validate_config_files,
+            ValidateInput(path=inp.path, to_version=plan.to_version, expected=expected),
+            retry_policy=_retry(3),
+            **_TIMEOUTS,
+        )
+
+    async def _restore(self, params: RestoreInput) -> RestoreResult:
+        return await workflow.execute_activity_method(
+            ConfigFileActivities.restore_config_backup, params, retry_policy=_retry(10), **_TIMEOUTS
+        )
+
+    async def _unwind(self, saga: Saga, result: ConfigMigrationResult) -> None:
+        if not saga.pending:
+            result.status = "refused" if result.status == "refused" else "failed"
+            return
+        self._phase = "rolling_back"
+        try:
+            undone = await saga.compensate()
+            result.restored = [p for r in undone for p in r.restored]
+            result.status = "rolled_back"
+        except (Exception, asyncio.CancelledError) as exc:
+            result.status = "rollback_failed"
+            result.error = f"{result.error}; and the restore failed: {failure_text(exc)}"
+
+    async def _rollback(self, inp: ConfigMigrationInput, result: ConfigMigrationResult) -> ConfigMigrationResult:
+        assert inp.rollback_of is not None
+        self._phase = "rolling_back"
+        try:
+            restored = await self._restore(RestoreInput(migration_id=inp.rollback_of, force=inp.force))
+        except Exception as exc:
+            result.status = "failed"
+            result.error = failure_text(exc)
+            self._phase = "done"
+            raise ApplicationError(f"config rollback failed: {result.error}", result, type="MigrationFailed", non_retryable=True)
+        result.restored = restored.restored
+        result.status = "rolled_back"
+        self._phase = "done"
+        return result
