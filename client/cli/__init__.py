@@ -27,7 +27,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Sub-command modules attach themselves to ``app``; import order is help order.
-    from client.cli import pool, runs, sessions  # noqa: F401
+    from client.cli import adapter, pool, runs, sessions  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
