@@ -180,6 +180,11 @@ class _Planner:
             tail = "," if later else ""
             self.add(eol, eol, f"\n{body}{tail}")
             return
+        nxt = entries[after + 1].pair_span.start if after + 1 < len(entries) else None
+        if not later and has_comma is not None and (nxt is None or has_comma < nxt):
+            # the comma after ``e`` only ever separated it from entries that are going: reuse it
+            self.add(has_comma + 1, has_comma + 1, " " + ", ".join(texts))
+            return
         self.add(e.pair_span.end, e.pair_span.end, "".join(f", {t}" for t in texts))
 
     def _delete_runs(self, node: Value, entries: list[Entry], deleted: list[int], call_level: bool) -> None:
@@ -191,10 +196,11 @@ class _Planner:
                 runs.append([i])
         for run in runs:
             first, last = entries[run[0]], entries[run[-1]]
-            m = self.rest(last.pair_span.end)
-            if self.starts_line(first.pair_span.start) and m is not None:
-                end = m.end()
-                self.add(self.line_start(first.pair_span.start), end, "")
+            own_lines = [(entries[i], self.rest(entries[i].pair_span.end)) for i in run]
+            if all(self.starts_line(e.pair_span.start) and m is not None for e, m in own_lines):
+                # one pair per line: delete each pair's own lines, keeping comment lines between them
+                for e, m in own_lines:
+                    self.add(self.line_start(e.pair_span.start), m.end(), "")
             elif run[-1] + 1 < len(entries):
                 self.add(first.pair_span.start, entries[run[-1] + 1].pair_span.start, "")
             elif run[0] > 0:
