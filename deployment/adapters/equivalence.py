@@ -21,6 +21,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,10 +280,13 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
     custom_req = {"side": "custom", "root": root, "module": module, "adapter": adapter.name,
                   "generation": "base_adapter" if adapter.generation == "base_adapter" else "command_handler",
                   "function": tool.function, "tool": tool.name, "cases": cases}
-    generic_req = {"side": "generic", "config": config, "tool": tool.name, "cases": cases}
-    custom_side = _Side(limits.python, custom_req, limits)
-    generic_side = _Side(sys.executable, generic_req, limits)
-    custom, generic = custom_side.result(), generic_side.result()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="generic-") as fh:
+        json.dump(config, fh)
+        fh.flush()
+        generic_req = {"side": "generic", "config_path": fh.name, "tool": tool.name, "cases": cases}
+        custom_side = _Side(limits.python, custom_req, limits)
+        generic_side = _Side(sys.executable, generic_req, limits)
+        custom, generic = custom_side.result(), generic_side.result()
     failure = custom.get("failure") and f"custom adapter: {custom['failure']}" or generic.get("failure") and f"generic adapter: {generic['failure']}"
     if failure:
         verdict.status, verdict.decision, verdict.detail = "error", "custom", failure

@@ -44,6 +44,7 @@ from deployment.adapters.errors import (
     UnknownTool,
 )
 from deployment.adapters.jsonify import to_json
+from snakepit_bridge.base_adapter import ToolMetadata
 
 CONFIG_ENV = "SNAKEPIT_GENERIC_CONFIG"
 CALL_TOOL = "call"
@@ -256,14 +257,14 @@ class GenericAdapter:
         """Accepted for the host's sake; generic calls never use it."""
         self.session_context = session_context
 
-    def get_tools(self) -> list[dict[str, Any]]:
-        """The aliased tools and the generic ``call`` tool."""
-        tools = [{"name": a.name, "description": f"generic call to {a.target}", "supports_streaming": False,
-                  "required_variables": [], "parameters": a.params} for a in self.config.aliases.values()]
-        tools.append({"name": CALL_TOOL, "description": "call an allowed library function by dotted path",
-                      "supports_streaming": False, "required_variables": [],
-                      "parameters": [{"name": "target", "required": True}, {"name": "args", "required": False},
-                                     {"name": "kwargs", "required": False}]})
+    def get_tools(self) -> list[ToolMetadata]:
+        """The aliased tools and the generic ``call`` tool, as the bridge describes tools."""
+        tools = [ToolMetadata(a.name, f"generic call to {a.target}", parameters=[
+            {"name": p["name"], "type": p.get("annotation", "any"), "required": p.get("required", True)} for p in a.params
+        ]) for a in self.config.aliases.values()]
+        tools.append(ToolMetadata(CALL_TOOL, "call an allowed library function by dotted path", parameters=[
+            {"name": "target", "type": "str", "required": True}, {"name": "args", "type": "list", "required": False},
+            {"name": "kwargs", "type": "dict", "required": False}]))
         return tools
 
     def execute_tool(self, tool_name: str, arguments: dict[str, Any] | None, context: Any = None) -> Any:

@@ -4,13 +4,17 @@ Run as ``python sandbox.py`` with one JSON request on stdin::
 
     {"side": "custom", "root": DIR, "module": "pkg.adapter", "adapter": "Class",
      "generation": "base_adapter", "tool": "name", "cases": [{...arguments...}, ...]}
-    {"side": "generic", "config": {...}, "tool": "name", "cases": [...]}
+    {"side": "generic", "config_path": FILE, "tool": "name", "cases": [...]}
 
 and one JSON object on stdout: ``{"outcomes": [{"ok": true, "value": ...} |
 {"ok": false, "error": {"type": ..., "message": ...}}]}``.  The custom side
 needs only the standard library (and the adapter's own dependencies), so it
 can run under the adapter's interpreter; anything the adapter prints goes to
-stderr, never into the answer.  Resource limits are set by the parent.
+stderr, never into the answer.  BaseAdapter adapters and the generic adapter
+are served by the reference fleet's ``AdapterHost`` (new instance per call,
+session context, ``initialize``/``cleanup``, the host's result conversion),
+so results are what callers of a worker would get.  Resource limits are set
+by the parent.
 """
 
 from __future__ import annotations
@@ -45,8 +49,6 @@ def _settle(value: Any) -> Any:
         async def wait() -> Any:
             return await value
         return asyncio.run(wait())
-    if inspect.isgenerator(value):
-        return [getattr(chunk, "data", chunk) for chunk in value]
     return value
 
 
@@ -56,24 +58,22 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {"ok": False, "error": {"type": name, "message": str(exc)}}
 
 
+def _hosted(cls: type, tool: str):
+    """Run through the reference fleet's AdapterHost, exactly as a worker serves callers."""
+    from deployment.pool.adapter_host import AdapterHost
+    from snakepit_bridge.session_context import SessionContext
+
+    host = AdapterHost(cls)
+    return lambda arguments: host.call(tool, arguments, SessionContext("snakepit-migrate-equivalence"))
+
+
 def _custom_runner(request: dict[str, Any]):
     sys.path.insert(0, request["root"])
     module = importlib.import_module(request["module"])
     cls = getattr(module, request["adapter"])
     tool = request["tool"]
     if request["generation"] == "base_adapter":
-        def run(arguments: dict[str, Any]) -> Any:
-            adapter = cls()
-            if callable(getattr(adapter, "set_session_context", None)):
-                adapter.set_session_context(None)
-            try:
-                if callable(getattr(adapter, "initialize", None)):
-                    _settle(adapter.initialize())
-                return _settle(adapter.execute_tool(tool, arguments, None))
-            finally:
-                if callable(getattr(adapter, "cleanup", None)):
-                    _settle(adapter.cleanup())
-        return run
+        return _hosted(cls, tool)
     handler = cls()  # command handlers live as long as their process, as upstream
     if callable(getattr(handler, "process_command", None)):
         return lambda arguments: _settle(handler.process_command(tool, arguments))
@@ -82,10 +82,10 @@ def _custom_runner(request: dict[str, Any]):
 
 
 def _generic_runner(request: dict[str, Any]):
-    from deployment.adapters.generic import GenericAdapter
+    from deployment.adapters.generic import CONFIG_ENV, GenericAdapter
 
-    adapter = GenericAdapter(request["config"])
-    return lambda arguments: adapter.execute_tool(request["tool"], arguments, None)
+    os.environ[CONFIG_ENV] = request["config_path"]  # configured the way a worker's adapter_env does it
+    return _hosted(GenericAdapter, request["tool"])
 
 
 def main() -> int:

@@ -180,3 +180,19 @@ def test_config_from_file_and_environment(tmp_path, monkeypatch, proposed):
     broken.write_text('{\n  "libraries": [,]\n}')
     with pytest.raises(GenericConfigError, match=r"broken.json, line 2: not valid JSON"):
         GenericAdapter(broken)
+
+
+def test_a_fleet_worker_hosts_the_generic_adapter_like_a_custom_one(tmp_path, monkeypatch, proposed):
+    from deployment.pool.adapter_host import AdapterHost
+    from snakepit_bridge.session_context import SessionContext
+
+    path = tmp_path / "generic.json"
+    path.write_text(json.dumps(proposed))
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    host = AdapterHost(GenericAdapter)
+    assert {t["name"] for t in host.tools} == {*proposed["tool_aliases"], "call"}
+    assert next(t for t in host.tools if t["name"] == "round_to")["parameters"][1] == {
+        "name": "ndigits", "type": "int", "required": False}
+    assert host.call("round_to", {"x": 1.23456}, SessionContext("s1")) == 1.23
+    with pytest.raises(BlockedFunction):
+        host.call("call", {"target": "builtins.eval", "args": ["1"]}, SessionContext("s1"))
