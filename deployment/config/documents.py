@@ -188,7 +188,14 @@ class DataDocument(Document):
             return Conversion(self.source, changes, findings)
         plain = to_plain(result.config)
         data = {**self.data, SECTION: plain} if self.nested else plain
-        return Conversion(self._dump(data), changes, findings)
+        return Conversion(self._header() + self._dump(data), changes, findings)
+
+    def _header(self) -> bytes:
+        """The comment lines at the top of the file, kept when it is re-serialised."""
+        if self.format == "json":
+            return b""
+        m = re.match(rb"(?:[ \t]*(?:#[^\n]*)?\n)*", self.source)
+        return m.group(0) if m else b""
 
 
 def _decode(path: str, source: bytes) -> str:
