@@ -163,10 +163,11 @@ class _Planner:
     def _insert(self, entries: list[Entry], after: int, texts: list[str], multiline: bool, indent: str, later: bool) -> None:
         if after < 0:
             first = entries[0].pair_span.start
+            tail = "," if later else ""
             if multiline and self.starts_line(first):
-                self.add(self.line_start(first), self.line_start(first), "".join(f"{indent}{t},\n" for t in texts))
+                self.add(self.line_start(first), self.line_start(first), ",\n".join(f"{indent}{t}" for t in texts) + tail + "\n")
             else:
-                self.add(first, first, "".join(f"{t}, " for t in texts))
+                self.add(first, first, ", ".join(texts) + (", " if later else ""))
             return
         e = entries[after]
         has_comma = self.comma_after(e.pair_span.end)

@@ -82,11 +82,15 @@ class Section(BaseModel):
     prefixes: ClassVar[tuple[str, ...]] = ()
 
 
+def _empty_keywords(value: Any) -> Any:
+    return Keywords() if isinstance(value, list) and not value else value
+
+
 def Block(model: type[Section], *, map_only: bool = False) -> Any:  # noqa: N802
-    """A nested section, optionally one that must be a map rather than a keyword list."""
+    """A nested section, optionally one that must be a map rather than a keyword list (``[]`` is an empty one)."""
     if map_only:
         return Annotated[model, BeforeValidator(_map_only), O]
-    return Annotated[model, O]
+    return Annotated[model, BeforeValidator(_empty_keywords), O]
 
 
 # -- nested sections ------------------------------------------------------------

@@ -147,7 +147,8 @@ def _kind(value: Any) -> type:
 def same(a: Any, b: Any) -> bool:
     """Equality that also tells an atom from a string and a map from a keyword list."""
     if _kind(a) is not _kind(b):
-        return False
+        # ``[]`` is both the empty list and the empty keyword list in Elixir
+        return {_kind(a), _kind(b)} == {list, Keywords} and not a and not b
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
