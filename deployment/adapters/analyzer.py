@@ -14,7 +14,7 @@ import ast
 import os
 from dataclasses import dataclass
 
-from deployment.adapters.classify import FRAMEWORK_METHODS, Scope, classify, signature_params
+from deployment.adapters.classify import FRAMEWORK_METHODS, Classification, Scope, classify, signature_params
 from deployment.adapters.errors import AdapterSourceError, NoAdapterFound
 from deployment.adapters.model import (
     BASE_ADAPTER,
@@ -48,6 +48,8 @@ class _Classes:
 
     def __init__(self, indexes: list[ModuleIndex]) -> None:
         self.by_name: dict[str, list[tuple[ModuleIndex, ast.ClassDef]]] = {}
+        self._bases: dict[int, set[str]] = {}
+        self._methods: dict[int, dict[str, Method]] = {}
         for ix in indexes:
             for name, cls in ix.classes.items():
                 self.by_name.setdefault(name, []).append((ix, cls))
@@ -68,6 +70,9 @@ class _Classes:
         return out
 
     def base_names(self, cls: ast.ClassDef, ix: ModuleIndex, seen: set[int] | None = None) -> set[str]:
+        """Terminal names of every base, through the analyzed classes (memoised; cycles cut)."""
+        if id(cls) in self._bases:
+            return self._bases[id(cls)]
         seen = seen if seen is not None else set()
         if id(cls) in seen:
             return set()
@@ -75,9 +80,13 @@ class _Classes:
         names = {_terminal(b) for b in cls.bases} - {None}
         for bix, bcls in self.local_bases(cls, ix):
             names |= self.base_names(bcls, bix, seen)
+        self._bases[id(cls)] = names  # type: ignore[assignment]
         return names  # type: ignore[return-value]
 
     def methods(self, cls: ast.ClassDef, ix: ModuleIndex, seen: set[int] | None = None) -> dict[str, Method]:
+        """Methods of ``cls`` and its analyzed bases, nearest definition winning (memoised; cycles cut)."""
+        if id(cls) in self._methods:
+            return self._methods[id(cls)]
         seen = seen if seen is not None else set()
         if id(cls) in seen:
             return {}
@@ -88,6 +97,7 @@ class _Classes:
         for node in cls.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 result[node.name] = Method(node, ix, cls.name)
+        self._methods[id(cls)] = result
         return result
 
 
@@ -112,7 +122,10 @@ def analyze_path(path: str | os.PathLike[str]) -> AnalysisReport:
             try:
                 adapter = _analyze_class(cls, ix, classes)
             except RecursionError:
-                raise AdapterSourceError(str(ix.path), f"class {cls.name} is nested too deeply to analyze", line=cls.lineno) from None
+                raise AdapterSourceError(
+                    str(ix.path), f"class {cls.name} has a chain of bases too deep to follow", line=cls.lineno,
+                    hint="the analyzer follows a few hundred levels of inheritance; this looks generated or hostile",
+                ) from None
             if adapter is not None:
                 report.adapters.append(adapter)
     if not report.adapters:
@@ -208,18 +221,7 @@ class _ToolBuilder:
             extra.append(Reason("session_context", f"requires session variables {meta['required_variables']}", meta["line"], method.index.text(meta["line"])))
         scope = self.scope(method, params=params, ctx_param=ctx_param, self_name=None if static else positional[0].arg if positional else None)
         result = classify(fn, scope, extra=extra)
-        return Tool(
-            name=name,
-            exposure=exposure,
-            function=scope.qualname,
-            line=fn.lineno,
-            params=result.params,
-            description=meta.get("description") or _doc_line(fn),
-            streaming=bool(meta.get("streaming")) or any(r.category == "streaming" for r in result.reasons),
-            is_async=isinstance(fn, ast.AsyncFunctionDef),
-            mapping=result.mapping,
-            reasons=result.reasons,
-        )
+        return _tool(name, exposure, scope.qualname, fn, fn.lineno, result, meta.get("description") or _doc_line(fn))
 
     def _decorator_reasons(self, fn: Func, ix: ModuleIndex) -> list[Reason]:
         out = []
@@ -287,18 +289,7 @@ class _ToolBuilder:
         if not bound:
             scope.qualname = fn.name
         result = classify(fn, scope, extra=self._decorator_reasons(fn, method.index))
-        return Tool(
-            name=name,
-            exposure=exposure,
-            function=scope.qualname,
-            line=fn.lineno,
-            params=result.params,
-            description=_doc_line(fn),
-            streaming=any(r.category == "streaming" for r in result.reasons),
-            is_async=isinstance(fn, ast.AsyncFunctionDef),
-            mapping=result.mapping,
-            reasons=result.reasons,
-        )
+        return _tool(name, exposure, scope.qualname, fn, fn.lineno, result, _doc_line(fn))
 
     # -- BaseAdapter (0.4+) -------------------------------------------------------------
 
@@ -344,10 +335,7 @@ class _ToolBuilder:
                 else:
                     scope = self.scope(execute, args_dict=args_param, ctx_param=ctx_param)
                     result = classify(fn, scope, body=node.body)
-                    tool = Tool(tool_name, "if_chain", f"{execute.owner}.execute_tool", node.lineno, result.params,
-                                mapping=result.mapping, reasons=result.reasons,
-                                streaming=any(r.category == "streaming" for r in result.reasons),
-                                is_async=isinstance(fn, ast.AsyncFunctionDef))
+                    tool = _tool(tool_name, "if_chain", f"{execute.owner}.execute_tool", fn, node.lineno, result, "")
                 self.add(tool)
 
     def _delegate(self, body: list[ast.stmt], args_param: str) -> Method | None:
@@ -411,6 +399,21 @@ class _ToolBuilder:
             if method is None:
                 continue
             self.add(self.method_tool(tool_name, f"handler:{hcls.name}", method, handler_object=True))
+
+
+def _tool(name: str, exposure: str, qualname: str, fn: Func, line: int, result: Classification, description: str) -> Tool:
+    return Tool(
+        name=name,
+        exposure=exposure,
+        function=qualname,
+        line=line,
+        params=result.params,
+        description=description,
+        streaming=any(r.category == "streaming" for r in result.reasons),
+        is_async=isinstance(fn, ast.AsyncFunctionDef),
+        mapping=result.mapping,
+        reasons=result.reasons,
+    )
 
 
 def _get_tools_dict(method: Method | None) -> dict[str, str] | None:

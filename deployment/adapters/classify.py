@@ -88,15 +88,18 @@ def body_of(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
 
 
 def signature_params(fn: ast.FunctionDef | ast.AsyncFunctionDef, skip: int) -> tuple[list[Param], list[str]]:
-    """Parameters after the first ``skip`` positional ones, and the names of ``*args``/``**kwargs``."""
+    """Parameters after the first ``skip`` positional ones (``*args``/``**kwargs`` last, with their stars),
+    and the bare names of ``*args``/``**kwargs``."""
     a = fn.args
     positional = [*a.posonlyargs, *a.args]
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
     pairs = list(zip(positional, defaults))[skip:]
     pairs += list(zip(a.kwonlyargs, a.kw_defaults))
     params = [_param(arg, default) for arg, default in pairs]
-    varargs = [v.arg for v in (a.vararg, a.kwarg) if v is not None]
-    return params, varargs
+    for star, v in (("*", a.vararg), ("**", a.kwarg)):
+        if v is not None:
+            params.append(Param(star + v.arg, ast.unparse(v.annotation) if v.annotation else None, None, False))
+    return params, [v.arg for v in (a.vararg, a.kwarg) if v is not None]
 
 
 def _param(arg: ast.arg, default: ast.expr | None) -> Param:

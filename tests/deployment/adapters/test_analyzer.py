@@ -199,3 +199,57 @@ def test_no_adapter_found(tmp_path):
     plain.write_text("import math\n\nclass Point:\n    def norm(self):\n        return math.hypot(1, 2)\n")
     with pytest.raises(NoAdapterFound, match="no adapter class found"):
         analyze_path(plain)
+
+
+def test_tricky_shapes():
+    report = analyze_path(FIXTURES / "tricky_shapes.py")
+    adapter = report.adapter("TrickyAdapter")
+    migratable, custom = split(adapter)
+    # A mixin's @tool, a staticmethod, imports inside the body, keyword-only parameters, bind-then-return.
+    assert migratable == {"ceil", "floor", "imported_inside", "kw_only", "bind_then_return"}
+    assert custom == {
+        "ticks": {"streaming"},
+        "slow_sqrt": {"module_state"},
+        "dispatch": {"dynamic_dispatch"},
+        "table": {"dynamic_dispatch"},
+        "varargs": {"composite_logic"},
+        "computed_default": {"composite_logic"},
+        "helper_call": {"composite_logic"},
+        "class_state": {"adapter_state"},
+        "nested": {"composite_logic"},
+        "counter": {"module_state"},
+    }
+    assert adapter.tool("ceil").function == "GeometryMixin.ceil"
+    assert [p.name for p in adapter.tool("floor").params] == ["x"]
+    assert adapter.tool("ticks").streaming and adapter.tool("ticks").is_async
+    assert adapter.tool("imported_inside").mapping.target == "cmath.sqrt"
+    assert [p.name for p in adapter.tool("varargs").params] == ["*values"]
+    assert adapter.tool("computed_default").params[1].to_dict()["default"] == {"__expr__": "math.pi"}
+    # Mixins that are not adapters themselves are not reported.
+    assert {a.name for a in report.adapters} == {"TrickyAdapter", "LoopRegistered"}
+    loop = report.adapter("LoopRegistered")
+    migratable, custom = split(loop)
+    assert migratable == set() and custom == {"tan": {"composite_logic"}, "ok": {"composite_logic"}}
+    assert loop.notes == ["line 92: a command is registered under a computed name (name); it cannot be listed statically"]
+
+
+def test_hostile_class_hierarchies(tmp_path):
+    cyclic = tmp_path / "cyclic.py"
+    cyclic.write_text(
+        "from snakepit_bridge.base_adapter import BaseAdapter, tool\n"
+        "class A(B):\n    pass\n"
+        "class B(A, BaseAdapter):\n    @tool()\n    def f(self, x: int):\n        return abs(x)\n"
+        "class C(C):\n    pass\n"
+    )
+    report = analyze_path(cyclic)
+    assert {a.name: {t.name for t in a.tools} for a in report.adapters} == {"A": {"f"}, "B": {"f"}}
+    # A long chain in definition order is followed; the same chain written backwards is refused cleanly.
+    chain = [f"class C{i}(C{i - 1}):\n    pass\n" for i in range(1, 1100)]
+    head = "from snakepit_bridge.base_adapter import BaseAdapter\nclass C0(BaseAdapter):\n    pass\n"
+    deep = tmp_path / "deep.py"
+    deep.write_text(head + "".join(chain))
+    assert len(analyze_path(deep).adapters) == 1100
+    backwards = tmp_path / "backwards.py"
+    backwards.write_text("".join(reversed(chain)) + head)
+    with pytest.raises(AdapterSourceError, match="chain of bases too deep to follow"):
+        analyze_path(backwards)
