@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -20,12 +21,14 @@ from deployment.sessions.stores import open_store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+CLI = "import sys; from client.cli import main; sys.exit(main())"
+
 
 async def test_calls_are_balanced_and_sessions_go_through_the_store(fleet: LocalFleet, store_url: str) -> None:
     pids = set()
     for _ in range(6):
         status, body = await call_tool(fleet.url, "ping", "balance")
-        assert status == 200, body
+        assert status == 200, (body, pid, fleet.log_path.read_text()[-1500:] if fleet.log_path else "")
         pids.add(body["result"]["pid"])
     assert len(pids) >= 2  # more than one instance took traffic
 
@@ -138,7 +141,8 @@ async def test_a_killed_worker_comes_back_by_itself(fleet: LocalFleet) -> None:
     while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
         await asyncio.sleep(0.01)
     for _ in range(5):  # traffic keeps flowing: a refused connection is retried elsewhere
-        assert (await call_tool(fleet.url, "ping", "during-kill"))[0] == 200
+        status, body = await call_tool(fleet.url, "ping", "during-kill")
+        assert status == 200, (body, pid, fleet.log_path.read_text()[-1500:] if fleet.log_path else "")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         now = await fleet._request("GET", f"{fleet.admin}/instances/w2")
@@ -157,3 +161,46 @@ async def test_calls_are_recorded_as_jsonl(fleet: LocalFleet, fleet_dir: Path) -
     lines = [json.loads(line) for line in (fleet_dir / "calls.jsonl").read_text().splitlines()]
     assert {"tool": "add", "arguments": {"a": 1, "b": 2}, "result": 3} in lines
     assert not any(line["tool"] == "boom" for line in lines)  # failures are not samples
+
+
+HOOKS = """
+list = "curl -s --fail-with-body $FLEET/admin/instances"
+drain = "curl -s --fail-with-body -X POST $FLEET/admin/instances/$SNAKEPIT_INSTANCE/drain"
+wait_idle = "curl -s --fail-with-body -X POST -d '{\\"timeout\\": '$SNAKEPIT_TIMEOUT'}' $FLEET/admin/instances/$SNAKEPIT_INSTANCE/wait-idle"
+restart = "python3 -c 'import json,os; print(json.dumps({\\"config\\": json.load(open(os.environ[\\"SNAKEPIT_CONFIG_FILE\\"]))}))' | curl -s --fail-with-body --data-binary @- $FLEET/admin/instances/$SNAKEPIT_INSTANCE/restart"
+undrain = "curl -s --fail-with-body -X POST $FLEET/admin/instances/$SNAKEPIT_INSTANCE/undrain"
+config = "curl -s --fail-with-body $FLEET/admin/instances/$SNAKEPIT_INSTANCE/config | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[\\"config\\"]))'"
+timeout = 60
+"""
+
+
+async def test_command_driver_runs_operator_hooks(fleet: LocalFleet, fleet_dir: Path, store_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from deployment.fleet import open_fleet
+
+    hooks = fleet_dir / "hooks.toml"
+    hooks.write_text(HOOKS)
+    monkeypatch.setenv("FLEET", fleet.url)
+    async with open_fleet(f"command:{hooks}") as driver:
+        assert [i.id for i in await driver.list_instances()] == ["w1", "w2", "w3"]
+        assert (await driver.drain("w3")).state == "draining"
+        assert (await driver.wait_idle("w3", 5)).in_flight == 0
+        current = await driver.instance_config("w3")
+        assert (await driver.restart("w3", current)).config_version == current["config_version"]
+        with pytest.raises(InstanceStartFailed, match="NoSuchAdapter") as caught:
+            await driver.restart("w3", fleet_config("fleet_adapters.NoSuchAdapter", "bad", store_url))
+        assert caught.value.instance == "w3"
+        assert (await driver.undrain("w3")).state == "serving"
+        assert (await driver.health()).status == "ok"
+
+
+async def test_load_verb_reports_json(fleet: LocalFleet) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLI, "load", "--url", fleet.url, "--rate", "40", "--duration", "1",
+        "--sessions", "3", "--tool", "add", "--arguments", '{"a": 1, "b": 2}', "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert (report["requests"], report["ok"], report["errors"], report["tool"]) == (40, 40, 0, "add")
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
