@@ -82,7 +82,7 @@ class BackupEntry(BaseModel):
     path: str
     digest: str
     size: int
-    copy: str
+    backup_copy: str
     after_digest: str
 
 
@@ -215,7 +215,7 @@ class ConfigFileActivities:
                 atomic_write(copy, data)
                 if digest(copy.read_bytes()) != f.before_digest:
                     raise OSError(f"the backup copy of {f.path} does not read back identically")
-                entries.append(BackupEntry(path=str(Path(f.path).resolve()), digest=f.before_digest, size=len(data), copy=str(copy), after_digest=f.after_digest))
+                entries.append(BackupEntry(path=str(Path(f.path).resolve()), digest=f.before_digest, size=len(data), backup_copy=str(copy), after_digest=f.after_digest))
             record = BackupRecord(migration_id=params.migration_id, directory=str(folder), created_at=time.time(), files=entries)
             atomic_write(self._manifest(params.migration_id), record.model_dump_json(indent=2).encode())
             return record
@@ -278,9 +278,9 @@ class ConfigFileActivities:
                 if _current(e.path) == e.digest:
                     unchanged.append(e.path)
                     continue
-                data = Path(e.copy).read_bytes()
+                data = Path(e.backup_copy).read_bytes()
                 if digest(data) != e.digest:
-                    raise FileChanged(f"the backup copy {e.copy} is damaged (digest differs)", hint="restore it by hand from version control")
+                    raise FileChanged(f"the backup copy {e.backup_copy} is damaged (digest differs)", hint="restore it by hand from version control")
                 atomic_write(Path(e.path), data)
                 if _current(e.path) != e.digest:
                     raise OSError(f"{e.path} does not read back as the backup after the restore")

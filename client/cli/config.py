@@ -105,12 +105,6 @@ def migrate(
             _print_plan(plan, plan.changes, plan.findings)
             out.print("dry run: nothing written" + ("" if plan.valid else " (the result would not validate)"))
         return 0 if plan.valid else 1
-    if not plan.changed:
-        if json_out:
-            emit_json({"status": "unchanged", "migration_id": None, "backup": None, **plan.as_json()})
-        else:
-            out.print(f"{path} is already {plan.to_version}: nothing to change")
-        return 0
     from activities.config_files import PlanResult, refusal
 
     refused = refusal(
@@ -124,6 +118,12 @@ def migrate(
         if not json_out:
             _print_plan(plan, plan.changes, plan.findings)
         return _bad_input(refused, json_out) if isinstance(refused, BadInput) else _fail(refused, json_out)
+    if not plan.changed:
+        if json_out:
+            emit_json({"status": "unchanged", "migration_id": None, "backup": None, **plan.as_json()})
+        else:
+            out.print(f"{path} is already {plan.to_version}: nothing to change")
+        return 0
     params = {"path": str(Path(path).resolve()), "to_version": to, "accept_findings": accept_findings}
     if from_:
         params["from_version"] = from_
