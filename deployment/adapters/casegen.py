@@ -69,6 +69,15 @@ def strategy_for(param: Param, st) -> Any:
     return None
 
 
+def available() -> bool:
+    """Whether hypothesis is installed (it is a development dependency)."""
+    try:
+        import hypothesis  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def generate_cases(params: list[Param], count: int) -> list[dict[str, Any]]:
     """Up to ``count`` distinct argument dicts for a tool, empty when a required type is unknown."""
     try:

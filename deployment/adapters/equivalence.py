@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployment.adapters import casegen
 from deployment.adapters.casegen import generate_cases
 from deployment.adapters.errors import SamplesParseError
 from deployment.adapters.generic import GenericConfig
@@ -274,7 +275,8 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
     verdict.cases = len(cases)
     if not cases:
         verdict.status, verdict.decision = "no_cases", "custom"
-        verdict.detail = "no samples, no recorded traffic, and no annotations to generate inputs from"
+        verdict.detail = "no samples, no recorded traffic, and " + (
+            "no annotations to generate inputs from" if casegen.available() else "hypothesis is not installed to generate inputs")
         return verdict
     root, module = _root_and_module(report, adapter.module)
     custom_req = {"side": "custom", "root": root, "module": module, "adapter": adapter.name,
@@ -283,7 +285,7 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="generic-") as fh:
         json.dump(config, fh)
         fh.flush()
-        generic_req = {"side": "generic", "config_path": fh.name, "tool": tool.name, "cases": cases}
+        generic_req = {"side": "generic", "root": root, "config_path": fh.name, "tool": tool.name, "cases": cases}
         custom_side = _Side(limits.python, custom_req, limits)
         generic_side = _Side(sys.executable, generic_req, limits)
         custom, generic = custom_side.result(), generic_side.result()

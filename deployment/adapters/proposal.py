@@ -67,8 +67,9 @@ def propose_config(report: AnalysisReport) -> dict[str, Any]:
     for name in conflicts:
         aliases.pop(name)
         custom[name] = {"adapter": ", ".join(conflicts[name]), "reasons": ["conflicting_mappings"]}
+    local = {a.module.split(".")[0] for a in report.adapters}
     return {
-        "libraries": _libraries(aliases.values()),
+        "libraries": _libraries(aliases.values(), local),
         "tool_aliases": dict(sorted(aliases.items())),
         "custom_tools": dict(sorted(custom.items())),
         "type_conversion": {"tag_non_json": True},
@@ -80,7 +81,8 @@ def _call_of(alias: dict[str, Any]) -> tuple:
     return alias["target"], repr(alias["args"]), repr(alias["kwargs"]), repr(alias["wrap"])
 
 
-def _libraries(aliases) -> list[dict[str, Any]]:
+def _libraries(aliases, local: set[str]) -> list[dict[str, Any]]:
+    """One library per top-level module; modules of the analyzed package itself have no pip package."""
     by_top: dict[str, dict[str, set[str]]] = {}
     for alias in aliases:
         module, _, function = alias["target"].rpartition(".")
@@ -92,7 +94,8 @@ def _libraries(aliases) -> list[dict[str, Any]]:
         {
             "name": top,
             "module": top,
-            "pip_package": pip_package(top),
+            "pip_package": None if top in local else pip_package(top),
+            "local": top in local,
             "function_filters": sorted(lib["functions"]),
             "class_filters": [],
             "security_config": {

@@ -4,7 +4,7 @@ Run as ``python sandbox.py`` with one JSON request on stdin::
 
     {"side": "custom", "root": DIR, "module": "pkg.adapter", "adapter": "Class",
      "generation": "base_adapter", "tool": "name", "cases": [{...arguments...}, ...]}
-    {"side": "generic", "config_path": FILE, "tool": "name", "cases": [...]}
+    {"side": "generic", "root": DIR, "config_path": FILE, "tool": "name", "cases": [...]}
 
 and one JSON object on stdout: ``{"outcomes": [{"ok": true, "value": ...} |
 {"ok": false, "error": {"type": ..., "message": ...}}]}``.  The custom side
@@ -84,6 +84,7 @@ def _custom_runner(request: dict[str, Any]):
 def _generic_runner(request: dict[str, Any]):
     from deployment.adapters.generic import CONFIG_ENV, GenericAdapter
 
+    sys.path.insert(0, request["root"])  # a worker has the adapter's own package importable too
     os.environ[CONFIG_ENV] = request["config_path"]  # configured the way a worker's adapter_env does it
     return _hosted(GenericAdapter, request["tool"])
 

@@ -136,3 +136,24 @@ def test_bad_samples_files(tmp_path, text, problem):
     with pytest.raises(SamplesParseError) as info:
         read_cases(path)
     assert problem in str(info.value) and info.value.exit_code == 2
+
+
+def test_adapter_package_with_handler_objects():
+    report = analyze_path(FIXTURES / "handlers_pkg")
+    config = propose_config(report)
+    assert set(config["tool_aliases"]) == {"median"}
+    result = verify(report, config, examples=10, limits=FAST)
+    median = result.verdict("median")
+    assert (median.status, median.cases, median.matches) == ("equivalent", 10, 10)
+
+
+def test_tools_calling_the_adapters_own_package():
+    report = analyze_path(FIXTURES / "local_lib_pkg")
+    config = propose_config(report)
+    assert {n: a["target"] for n, a in config["tool_aliases"].items()} == {
+        "triple": "local_lib_pkg.mathlib.triple", "half": "local_lib_pkg.mathlib.half"}
+    [lib] = config["libraries"]
+    assert (lib["pip_package"], lib["local"], lib["function_filters"]) == (None, True, ["mathlib.half", "mathlib.triple"])
+    assert lib["security_config"]["allowed_modules"] == ["local_lib_pkg.mathlib"]
+    result = verify(report, config, examples=10, limits=FAST)
+    assert result.ok and {v.tool: v.status for v in result.tools} == {"triple": "equivalent", "half": "equivalent"}
