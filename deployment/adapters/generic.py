@@ -5,15 +5,19 @@ Configuration (JSON; the form ``adapter analyze`` proposes)::
     {"libraries": [{"name": "math", "module": "math", "pip_package": null,
                     "function_filters": ["sqrt", "hypot"],
                     "security_config": {"allowed_modules": ["math"],
-                                        "blocked_functions": ["eval", "exec", "pickle.load"],
-                                        "file_access": false, "network_access": false}}],
+                                        "blocked_functions": ["eval", "exec", "pickle.load"]}}],
      "tool_aliases": {"square_root": {"target": "math.sqrt", "args": [{"param": "x"}], "kwargs": {},
                                       "params": [{"name": "x", "required": true}], "wrap": null}}}
 
 A call is made only when its module matches a library's ``allowed_modules``,
 its function passes that library's ``function_filters``, and it is neither in
 ``blocked_functions`` nor one of :data:`DEFAULT_BLOCKED_FUNCTIONS` (always
-applied).  ``execute_tool(tool_name, arguments, context)`` is the BaseAdapter
+applied; they deny code execution, pickle, process control, and the usual file
+and network entry points such as ``open``, ``socket.*``, ``urllib.*``).
+Nothing else is enforced: upstream's ``file_access``, ``network_access``,
+``cache_config`` and ``execution`` keys are not implemented, so a library
+admitted here can do whatever its functions do.
+``execute_tool(tool_name, arguments, context)`` is the BaseAdapter
 entry point, so a worker hosts :class:`GenericAdapter` like a custom adapter;
 with no configuration given it reads the JSON file named by
 ``SNAKEPIT_GENERIC_CONFIG``.  Results come back as JSON data
@@ -53,7 +57,7 @@ CALL_TOOL = "call"
 # matches that function name in any module; with a dot, the whole target.
 DEFAULT_BLOCKED_FUNCTIONS: tuple[str, ...] = (
     "eval", "exec", "__import__", "breakpoint", "open", "input", "system", "popen",
-    "builtins.compile", "builtins.globals", "builtins.locals", "builtins.vars", "builtins.*attr",
+    "builtins.exit", "builtins.quit", "builtins.help", "builtins.compile", "builtins.globals", "builtins.locals", "builtins.vars", "builtins.*attr",
     "pickle.*", "_pickle.*", "cPickle.*", "dill.*", "cloudpickle.*", "joblib.load", "joblib.dump", "marshal.*",
     "shelve.*", "pandas.read_pickle", "numpy.load", "torch.load",
     "os.system", "os.popen", "os.exec*", "os.spawn*", "os.fork*", "os.kill*", "os.remove", "os.unlink",
@@ -129,7 +133,37 @@ class GenericConfig:
         if not isinstance(aliases_raw, dict):
             raise GenericConfigError(f"{where}: 'tool_aliases' must be an object mapping tool names to calls")
         aliases = {name: _alias(name, a, f"{where}: tool_aliases.{name}") for name, a in aliases_raw.items()}
-        return cls(libraries, aliases, raw)
+        config = cls(libraries, aliases, raw)
+        for name, alias in aliases.items():
+            try:
+                config.check(alias.target)
+            except CallRefused as exc:
+                raise GenericConfigError(f"{where}: tool_aliases.{name}: {exc.message}", hint=exc.hint) from None
+        return config
+
+    def check(self, target: Any) -> None:
+        """Raise the :class:`CallRefused` that the rules give ``target``, if any (imports nothing)."""
+        if not isinstance(target, str) or not _TARGET.match(target):
+            raise CallRefused(f"target {target!r} is not a dotted 'module.function' path")
+        module = target.rpartition(".")[0]
+        if any(part.startswith("_") for part in target.split(".")):
+            raise BlockedFunction(f"{target}: private and dunder names are never callable")
+        blocked = _blocked_by(target, DEFAULT_BLOCKED_FUNCTIONS) or next(
+            (p for lib in self.libraries if (p := _blocked_by(target, lib.blocked_functions))), None
+        )
+        if blocked:
+            raise BlockedFunction(f"{target} is blocked (matches blocked function {blocked!r})")
+        libraries = [lib for lib in self.libraries if lib.allows_module(module)]
+        if not libraries:
+            raise ModuleNotAllowed(
+                f"{target}: module {module!r} is not in any library's allowed_modules",
+                hint="add the module to security_config.allowed_modules of a library",
+            )
+        if not any(lib.allows_function(target) for lib in libraries):
+            raise FunctionNotAllowed(
+                f"{target}: not in the function_filters of library {libraries[0].name!r}",
+                hint="add the function to that library's function_filters",
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "GenericConfig":
@@ -292,27 +326,8 @@ class GenericAdapter:
 
     def resolve(self, target: Any) -> Any:
         """The function ``target`` names, once every rule allows it."""
-        if not isinstance(target, str) or not _TARGET.match(target):
-            raise CallRefused(f"target {target!r} is not a dotted 'module.function' path")
+        self.config.check(target)
         module, _, function = target.rpartition(".")
-        if any(part.startswith("_") for part in target.split(".")):
-            raise BlockedFunction(f"{target}: private and dunder names are never callable")
-        blocked = _blocked_by(target, DEFAULT_BLOCKED_FUNCTIONS) or next(
-            (p for lib in self.config.libraries if (p := _blocked_by(target, lib.blocked_functions))), None
-        )
-        if blocked:
-            raise BlockedFunction(f"{target} is blocked (matches blocked function {blocked!r})")
-        libraries = [lib for lib in self.config.libraries if lib.allows_module(module)]
-        if not libraries:
-            raise ModuleNotAllowed(
-                f"{target}: module {module!r} is not in any library's allowed_modules",
-                hint="add the module to security_config.allowed_modules of a library",
-            )
-        if not any(lib.allows_function(target) for lib in libraries):
-            raise FunctionNotAllowed(
-                f"{target}: not in the function_filters of library {libraries[0].name!r}",
-                hint="add the function to that library's function_filters",
-            )
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:

@@ -21,8 +21,8 @@ GUIDANCE: dict[str, str] = {
     "Keep it custom, or move the state out of the worker (e.g. into the session store).",
     "module_state": "uses module-level mutable state (a cache, registry or counter) living in the worker process. "
     "Keep it custom, or make the function pure and call it from a library module you own.",
-    "io": "performs file or network I/O; the generic adapter denies file and network access by default. "
-    "Keep it custom, or review it and enable file_access/network_access for that library only.",
+    "io": "performs file or network I/O; the generic adapter blocks the usual file and network entry points "
+    "and is never proposed for them. Keep it custom.",
     "pickle": "serialises or deserialises with a pickle-family module, which can run arbitrary code; "
     "the generic adapter blocks these functions. Keep it custom and replace pickle with JSON if you can.",
     "streaming": "streams results (yield / StreamChunk); the generic adapter returns one result per call. "

@@ -72,8 +72,6 @@ def propose_config(report: AnalysisReport) -> dict[str, Any]:
         "libraries": _libraries(aliases.values(), local),
         "tool_aliases": dict(sorted(aliases.items())),
         "custom_tools": dict(sorted(custom.items())),
-        "type_conversion": {"tag_non_json": True},
-        "execution": {"default_timeout": 30, "max_concurrent_calls": 10},
     }
 
 
@@ -97,14 +95,10 @@ def _libraries(aliases, local: set[str]) -> list[dict[str, Any]]:
             "pip_package": None if top in local else pip_package(top),
             "local": top in local,
             "function_filters": sorted(lib["functions"]),
-            "class_filters": [],
             "security_config": {
                 "allowed_modules": sorted(lib["modules"]),
                 "blocked_functions": list(DEFAULT_BLOCKED_FUNCTIONS),
-                "file_access": False,
-                "network_access": False,
             },
-            "cache_config": {"enabled": False},
         }
         for top, lib in sorted(by_top.items())
     ]

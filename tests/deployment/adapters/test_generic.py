@@ -196,3 +196,26 @@ def test_a_fleet_worker_hosts_the_generic_adapter_like_a_custom_one(tmp_path, mo
     assert host.call("round_to", {"x": 1.23456}, SessionContext("s1")) == 1.23
     with pytest.raises(BlockedFunction):
         host.call("call", {"target": "builtins.eval", "args": ["1"]}, SessionContext("s1"))
+
+
+def test_aliases_outside_the_rules_are_refused_when_the_config_loads():
+    base = {"libraries": [lib("math", ["sqrt"]), lib("builtins", ["*"])]}
+    for target, text in (("math.cos", "function_filters"), ("statistics.mean", "allowed_modules"),
+                         ("builtins.eval", "blocked")):
+        config = {**base, "tool_aliases": {"t": {"target": target, "args": [{"param": "x"}]}}}
+        with pytest.raises(GenericConfigError) as info:
+            GenericAdapter(config)
+        assert f"tool_aliases.t: {target}" in str(info.value) and text in str(info.value)
+
+
+def test_conflicting_tool_names_across_adapters_stay_custom(tmp_path):
+    (tmp_path / "a.py").write_text("import math\nfrom snakepit_bridge.base_adapter import BaseAdapter, tool\n"
+                                   "class A(BaseAdapter):\n    @tool()\n    def root(self, x: float):\n        return math.sqrt(x)\n"
+                                   "    @tool()\n    def same(self, x: float):\n        return math.fabs(x)\n")
+    (tmp_path / "b.py").write_text("import math\nfrom snakepit_bridge.base_adapter import BaseAdapter, tool\n"
+                                   "class B(BaseAdapter):\n    @tool()\n    def root(self, x: float):\n        return math.cbrt(x)\n"
+                                   "    @tool()\n    def same(self, x: float):\n        return math.fabs(x)\n")
+    config = propose_config(analyze_path(tmp_path))
+    assert set(config["tool_aliases"]) == {"same"}
+    assert config["custom_tools"]["root"] == {"adapter": "A, B", "reasons": ["conflicting_mappings"]}
+    assert config["libraries"][0]["function_filters"] == ["fabs"]
