@@ -35,6 +35,10 @@ class StoreUnreachable(BadInput):
     """A store that cannot be opened or answered no query."""
 
 
+class StoreMissing(StoreUnreachable):
+    """A store whose file or table does not exist (and was not to be created)."""
+
+
 class SnapshotParseError(BadInput):
     """A malformed line in a JSONL session snapshot."""
 

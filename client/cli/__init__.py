@@ -7,11 +7,12 @@ once, in :func:`main`.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from client.cli.common import err
 from deployment.errors import MigrateError
@@ -27,21 +28,37 @@ app = typer.Typer(
 
 def _register() -> None:
     # Sub-command modules attach themselves to ``app``; import order is help order.
-    from client.cli import adapter, pool, runs, sessions  # noqa: F401
+    from client.cli import adapter, config, pool, runs, sessions  # noqa: F401
+
+
+def _log_to_file() -> None:
+    # The CLI's own output is its messages; library and in-process worker logs go to a file.
+    from client.paths import home
+
+    handler = logging.FileHandler(home() / "snakepit-migrate.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every error into a message and exit code."""
     _register()
+    _log_to_file()
     try:
         result = app(args=argv, prog_name="snakepit-migrate", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except click.exceptions.Abort:
+    except TyperException as exc:  # usage errors: the message and the usage line, exit 2
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"error: {exc.format_message()}")
+        return exc.exit_code or 2
+    except typer.Abort:
         err.print("aborted")
         return 130
     except MigrateError as exc:

@@ -13,7 +13,7 @@ from rich.console import Console
 T = TypeVar("T")
 
 # Progress and logs go to stderr; stdout is kept for results (one JSON object with --json).
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 

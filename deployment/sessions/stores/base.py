@@ -51,9 +51,13 @@ class SessionStore(ABC):
     """An open connection to one session store."""
 
     scheme: str = ""
+    # False for stores whose writes become readable only after finalize() (JSONL snapshots).
+    reads_own_writes: bool = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
+        # False for a source: a missing file or table is an error, never silently created.
+        self.create = create
         self.max_sessions = int(query_options(url).get("max_sessions", DEFAULT_MAX_SESSIONS))
 
     @property
@@ -139,6 +143,46 @@ class SessionStore(ABC):
         await self.journal_record(migration_id, {i: existing.get(i) for i in ids})
         await self.write_many(records)
 
+    async def undo(self, migration_id: str, batch_size: int = 500) -> int:
+        """Put every id the migration touched back as it was, then drop the journal.
+
+        Idempotent: running it again after a crash restores the same priors.
+        Returns how many ids were put back.
+        """
+        cursor: str | None = None
+        undone = 0
+        while True:
+            entries, cursor = await self.journal_scan(migration_id, cursor, batch_size)
+            restore = [prior for _, prior in entries if prior is not None]
+            remove = [sid for sid, prior in entries if prior is None]
+            if restore:
+                await self.write_many(restore)
+            if remove:
+                await self.delete_many(remove)
+            undone += len(entries)
+            if cursor is None:
+                break
+        await self.verify_undone(migration_id, batch_size)
+        await self.journal_drop(migration_id)
+        return undone
+
+    async def verify_undone(self, migration_id: str, batch_size: int = 500) -> None:
+        """Check that every journaled id is back to its prior state; raise naming those that are not."""
+        from deployment.errors import MigrationFailed
+
+        cursor: str | None = None
+        wrong: list[str] = []
+        while True:
+            entries, cursor = await self.journal_scan(migration_id, cursor, batch_size)
+            now_held = await self.read_many([sid for sid, _ in entries])
+            wrong += [sid for sid, prior in entries if now_held.get(sid) != prior and not _gone_by_expiry(prior, now_held.get(sid))]
+            if cursor is None:
+                break
+        if wrong:
+            raise MigrationFailed(
+                f"rollback of {migration_id} left {len(wrong)} session(s) different from before: {', '.join(wrong[:20])}"
+            )
+
     async def checkpoint(self) -> str | None:
         """An opaque position of the write side, for resumable appends."""
         return None
@@ -204,6 +248,11 @@ class SessionStore(ABC):
             total += len(batch)
             expired += sum(1 for r in batch if is_expired(r, now))
         return {"total": total, "live": total - expired, "expired": expired, "max_sessions": self.max_sessions}
+
+
+def _gone_by_expiry(prior: Record | None, held: Record | None) -> bool:
+    # A store that drops expired keys by itself (Redis) cannot hold a prior that has since expired.
+    return held is None and prior is not None and is_expired(prior, time.time())
 
 
 def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

@@ -1,0 +1,222 @@
+"""Activities of the session migration: every read and write of session stores.
+
+Data moves directly from store to store inside these activities; what they
+return (and heartbeat) is cursors, counts and digests only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import as_application_errors
+from deployment.sessions.digest import SetDigest, record_digest
+from deployment.sessions.record import is_expired
+from deployment.errors import StoreMissing
+from deployment.sessions.stores import open_store
+from deployment.sessions.stores.base import SessionStore
+from deployment.sessions.verify import VerifyReport, compare_stores
+from workflows.session_models import (
+    BackupPoint,
+    CopyCursor,
+    CopyInput,
+    InspectResult,
+    StoresInput,
+    TargetInput,
+    UndoResult,
+    VerifyInput,
+)
+
+CONFLICT_SAMPLE = 20
+
+
+class SessionActivities:
+    """Session-store activities; ``store_factory`` opens a store from its URL."""
+
+    def __init__(self, store_factory: Callable[..., SessionStore] = open_store) -> None:
+        self._store_factory = store_factory
+
+    @asynccontextmanager
+    async def _open(self, url: str, create: bool = True) -> AsyncIterator[SessionStore]:
+        store = self._store_factory(url, create=create)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    @activity.defn(name="inspect_session_stores")
+    async def inspect_session_stores(self, params: StoresInput) -> InspectResult:
+        """Validate both ends: readable source, reachable target, no id collision, quota."""
+        with as_application_errors():
+            async with self._open(params.source, create=False) as source:
+                try:
+                    async with self._open(params.target, create=False) as target:
+                        return await _inspect(params, source, target, present=True)
+                except StoreMissing:  # a new target: nothing to collide with; created at the backup point
+                    return await _inspect(params, source, self._store_factory(params.target), present=False)
+
+    @activity.defn(name="record_backup_point")
+    async def record_backup_point(self, params: TargetInput) -> BackupPoint:
+        """Digest the target as found, before the first write."""
+        with as_application_errors(unreachable_is_transient=True):
+            async with self._open(params.target) as target:
+                digest = SetDigest()
+                async for batch in target.iter_records():
+                    for rec in batch:
+                        digest.add(rec)
+                    activity.heartbeat(digest.count)
+                return BackupPoint(target_count=digest.count, target_digest=str(digest))
+
+    @activity.defn(name="copy_session_batches")
+    async def copy_session_batches(self, params: CopyInput) -> CopyCursor:
+        """Copy batches for up to ``slice_seconds``, heartbeating the cursor after each.
+
+        On a retry it resumes from the last heartbeated cursor, and an
+        append-only target is first cut back to that cursor's checkpoint, so a
+        crash costs at most the batches since the last heartbeat.
+        """
+        details = activity.info().heartbeat_details
+        cursor = CopyCursor.model_validate(details[0]) if details else params.cursor
+        digest = SetDigest.parse(cursor.digest)
+        deadline = time.monotonic() + params.slice_seconds
+        with as_application_errors(unreachable_is_transient=True):
+            async with self._open(params.source, create=False) as source, self._open(params.target) as target:
+                if not params.dry_run:
+                    await target.restore_checkpoint(cursor.target_checkpoint)
+                while not cursor.finished and time.monotonic() < deadline:
+                    if params.fail_after_batches is not None and cursor.batches >= params.fail_after_batches:
+                        raise ApplicationError(
+                            f"injected failure after {cursor.batches} batches", type="InjectedFailure", non_retryable=True
+                        )
+                    batch, next_cursor = await source.scan(cursor.source_cursor, params.batch_size)
+                    now = time.time()
+                    live = [r for r in batch if not is_expired(r, now)]
+                    if live and not params.dry_run:
+                        await target.write_journaled(params.migration_id, live)
+                        if target.reads_own_writes:
+                            await _verify_batch(target, live)
+                    for rec in live:
+                        digest.add(rec)
+                    cursor = CopyCursor(
+                        source_cursor=next_cursor,
+                        target_checkpoint=None if params.dry_run else await target.checkpoint(),
+                        scanned=cursor.scanned + len(batch),
+                        copied=cursor.copied + len(live),
+                        skipped_expired=cursor.skipped_expired + len(batch) - len(live),
+                        batches=cursor.batches + 1,
+                        digest=str(digest),
+                        finished=next_cursor is None,
+                    )
+                    activity.heartbeat(cursor)
+                    await asyncio.sleep(0)
+                return cursor
+
+    @activity.defn(name="finalize_session_target")
+    async def finalize_session_target(self, params: TargetInput) -> None:
+        """Publish what was written (an append-only target renames its partial file)."""
+        with as_application_errors(unreachable_is_transient=True):
+            async with self._open(params.target) as target:
+                await target.finalize()
+
+    @activity.defn(name="verify_session_stores")
+    async def verify_session_stores(self, params: VerifyInput) -> VerifyReport:
+        """Compare the live sessions of both stores by record digest."""
+        with as_application_errors(unreachable_is_transient=True):
+            async with self._open(params.source, create=False) as source, self._open(params.target) as target:
+                return await compare_stores(
+                    source,
+                    target,
+                    margin_seconds=params.margin_seconds,
+                    batch_size=params.batch_size,
+                    tolerate_extra=params.tolerate_extra,
+                    on_batch=activity.heartbeat,
+                )
+
+    @activity.defn(name="undo_session_copy")
+    async def undo_session_copy(self, params: TargetInput) -> UndoResult:
+        """Compensation: put every session the migration touched back as it was found.
+
+        Idempotent: after a crash it runs again from the journal, which it drops
+        only once every id is verified back to its prior state.
+        """
+        with as_application_errors(unreachable_is_transient=True):
+            async with self._open(params.target) as target:
+                if params.require_journal and params.migration_id not in await target.journal_ids():
+                    raise ApplicationError(
+                        f"{target.display} holds no journal of migration {params.migration_id}: "
+                        "it was rolled back already, or never wrote there",
+                        type="NothingToRollBack",
+                        non_retryable=True,
+                    )
+                return UndoResult(restored=await target.undo(params.migration_id))
+
+
+async def _inspect(params: StoresInput, source: SessionStore, target: SessionStore, present: bool) -> InspectResult:
+    """Read the whole source (validating every record) and look each live id up in the target.
+
+    ``present`` is False for a target that does not exist yet (not opened: only its settings are used).
+    """
+    now = time.time()
+    total = expired = conflicts = 0
+    sample: list[str] = []
+    async for batch in source.iter_records(params.batch_size):
+        total += len(batch)
+        live = [r["id"] for r in batch if not is_expired(r, now)]
+        expired += len(batch) - len(live)
+        if present:
+            clash = list(await target.read_many(live))
+            conflicts += len(clash)
+            sample += clash[: CONFLICT_SAMPLE - len(sample)]
+        activity.heartbeat(total)
+    result = InspectResult(
+        source_total=total,
+        source_live=total - expired,
+        source_expired=expired,
+        target_count=await target.count() if present else 0,
+        conflicts=conflicts,
+        conflict_sample=sorted(sample),
+        target_quota=target.max_sessions,
+    )
+    _check_compatible(params, target, result)
+    return result
+
+
+async def _verify_batch(target: SessionStore, written: list[dict]) -> None:
+    """Read a written batch back and compare every record digest."""
+    held = await target.read_many([r["id"] for r in written])
+    wrong = [r["id"] for r in written if r["id"] not in held or record_digest(held[r["id"]]) != record_digest(r)]
+    if wrong:
+        raise ApplicationError(
+            f"batch verification failed: {len(wrong)} session(s) read back differently: {', '.join(wrong[:20])}",
+            type="BatchMismatch",
+        )
+
+
+def _check_compatible(params: StoresInput, target: SessionStore, found: InspectResult) -> None:
+    if found.conflicts and not params.overwrite:
+        raise ApplicationError(
+            f"target {target.display} already holds {found.conflicts} session(s) with ids the source has "
+            f"(e.g. {', '.join(found.conflict_sample[:5])}); pass overwrite to replace them, or choose an empty target",
+            type="TargetNotCompatible",
+            non_retryable=True,
+        )
+    if target.scheme == "jsonl" and found.target_count:
+        raise ApplicationError(
+            f"target {target.display} is a non-empty snapshot; a JSONL target must be new or empty",
+            type="TargetNotCompatible",
+            non_retryable=True,
+        )
+    after = found.target_count + found.source_live - found.conflicts
+    if after > found.target_quota:
+        raise ApplicationError(
+            f"target {target.display} would hold {after} sessions, over its quota of {found.target_quota}; "
+            "raise it with ?max_sessions=N in the target URL",
+            type="QuotaExceeded",
+            non_retryable=True,
+        )

@@ -1,0 +1,176 @@
+"""The Python client API: start, follow, inspect and roll back migrations.
+
+Everything the CLI does goes through here, so a script can do the same:
+
+    client = await connect("localhost:7233")
+    handle = await start_session_migration(client, SessionMigrationInput(source=..., target=...))
+    result = await wait_for_result(handle)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from client.connect import TASK_QUEUE
+from deployment.errors import NotFound
+from workflows.session_models import MigrationProgress, SessionMigrationInput, SessionMigrationResult
+
+ProgressCallback = Callable[[MigrationProgress], Awaitable[None] | None]
+
+
+def new_migration_id(kind: str) -> str:
+    """A fresh, readable migration id such as ``sessions-3f9c2a1b``."""
+    return f"{kind}-{uuid.uuid4().hex[:8]}"
+
+
+async def start_session_migration(
+    client: Client, inp: SessionMigrationInput, migration_id: str | None = None
+) -> WorkflowHandle[Any, Any]:
+    """Start the ``SessionMigration`` workflow; the migration id is its workflow id."""
+    return await client.start_workflow(
+        "SessionMigration",
+        inp.model_dump(exclude_defaults=True),
+        id=migration_id or new_migration_id("sessions"),
+        task_queue=TASK_QUEUE,
+        result_type=SessionMigrationResult,
+    )
+
+
+async def wait_for_result(
+    handle: WorkflowHandle[Any, Any], on_progress: ProgressCallback | None = None, poll_s: float = 0.5
+) -> SessionMigrationResult:
+    """Wait for the workflow's result, reporting progress from its query meanwhile.
+
+    A migration that failed (rolled back or not) returns its result too, with
+    ``status`` saying so; only an unexpected failure raises.
+    """
+    result_task = asyncio.ensure_future(handle.result())
+    try:
+        while not result_task.done():
+            if on_progress is not None:
+                try:
+                    progress = await handle.query("progress", result_type=MigrationProgress)
+                    maybe = on_progress(progress)
+                    if maybe is not None:
+                        await maybe
+                except Exception:  # the query races the end of the run; the result decides
+                    pass
+            await asyncio.wait({result_task}, timeout=poll_s)
+        return _as_result(await result_task)
+    except WorkflowFailureError as exc:
+        found = result_from_failure(exc)
+        if found is None:
+            raise
+        return found
+    finally:
+        result_task.cancel()
+
+
+def _as_result(value: Any) -> SessionMigrationResult:
+    return value if isinstance(value, SessionMigrationResult) else SessionMigrationResult.model_validate(value)
+
+
+def result_from_failure(exc: WorkflowFailureError) -> SessionMigrationResult | None:
+    """The result a failed migration attached to its failure, if any."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        try:
+            return _as_result(cause.details[0])
+        except Exception:
+            return None
+    return None
+
+
+async def describe(client: Client, migration_id: str) -> dict[str, Any]:
+    """Where a migration stands: its Temporal status, progress or result."""
+    handle = client.get_workflow_handle(migration_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(f"no migration with id {migration_id!r}", hint="list them with: snakepit-migrate list") from None
+        raise
+    info: dict[str, Any] = {
+        "migration_id": migration_id,
+        "type": desc.workflow_type,
+        "workflow_status": desc.status.name if desc.status else "UNKNOWN",
+        "started": desc.start_time.isoformat() if desc.start_time else None,
+        "closed": desc.close_time.isoformat() if desc.close_time else None,
+    }
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        progress = await handle.query("progress", result_type=MigrationProgress)
+        info["status"] = "running"
+        info["progress"] = progress.model_dump()
+    else:
+        result = await _closed_result(handle)
+        info["status"] = result.status if result else (desc.status.name.lower() if desc.status else "unknown")
+        info["result"] = result.model_dump() if result else None
+    return info
+
+
+async def _closed_result(handle: WorkflowHandle[Any, Any]) -> SessionMigrationResult | None:
+    try:
+        return _as_result(await handle.result())
+    except WorkflowFailureError as exc:
+        return result_from_failure(exc)
+    except Exception:
+        return None
+
+
+async def original_input(client: Client, migration_id: str) -> dict[str, Any]:
+    """The JSON input a migration was started with, read from its history."""
+    handle = client.get_workflow_handle(migration_id)
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            values = await client.data_converter.decode(payloads)
+            return dict(values[0]) if values else {}
+    raise NotFound(f"migration {migration_id!r} has no start event")
+
+
+async def request_rollback(client: Client, migration_id: str) -> WorkflowHandle[Any, Any]:
+    """Roll a migration back: signal it if it runs, else start its undo.
+
+    A running migration stops at its next slice and compensates; a completed
+    one is undone from its journal by a new run with id ``<id>-rollback``.
+    Returns the handle whose result tells the outcome.
+    """
+    info = await describe(client, migration_id)
+    handle = client.get_workflow_handle(migration_id, result_type=SessionMigrationResult)
+    if info["status"] == "running":
+        await handle.signal("rollback")
+        return handle
+    if info["status"] != "completed":
+        raise NotFound(
+            f"migration {migration_id} is {info['status']}: there is nothing to roll back",
+            hint="only a running or completed migration can be rolled back",
+        )
+    params = await original_input(client, migration_id)
+    params.update(rollback_of=migration_id, dry_run=False)
+    return await start_session_migration(
+        client, SessionMigrationInput.model_validate(params), migration_id=f"{migration_id}-rollback"
+    )
+
+
+async def list_migrations(client: Client, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent migrations on the task queue, newest first."""
+    rows = []
+    async for wf in client.list_workflows(f"TaskQueue = '{TASK_QUEUE}'", limit=limit):
+        rows.append(
+            {
+                "migration_id": wf.id,
+                "type": wf.workflow_type,
+                "workflow_status": wf.status.name if wf.status else "UNKNOWN",
+                "started": wf.start_time.isoformat() if wf.start_time else None,
+                "closed": wf.close_time.isoformat() if wf.close_time else None,
+            }
+        )
+    return rows

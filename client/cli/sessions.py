@@ -1,0 +1,179 @@
+"""``snakepit-migrate sessions ...``: move and compare session stores."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from client import api
+from client.cli import app
+from client.cli.common import emit_json, err, out, run
+from client.cli.progress import ProgressView
+from client.embedded import ensure_client, spawn_background_worker, worker_is_polling, worker_while_waiting
+from deployment.sessions.stores import open_store
+from deployment.sessions.verify import VerifyReport, compare_stores
+from workflows.session_models import SessionMigrationInput, SessionMigrationResult
+
+sessions_app = typer.Typer(help="Move sessions between stores (jsonl, sqlite, redis, postgresql) and compare them.")
+app.add_typer(sessions_app, name="sessions")
+
+Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
+Json = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
+
+
+@sessions_app.command("migrate")
+def migrate(
+    source: Annotated[str, typer.Option("--from", help="source store URL, e.g. jsonl:///tmp/export.jsonl")],
+    target: Annotated[str, typer.Option("--to", help="target store URL, e.g. postgresql://user@host/db")],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=10_000, help="sessions per batch")] = 500,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="read and count everything, write nothing")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace target sessions with the same id")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="start it and return its id at once")] = False,
+    migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Copy every live session from one store to another, verify, and roll back on failure.
+
+    Expired sessions are skipped and counted; timestamps and TTLs are kept
+    exactly. Exit 0 on success, 1 if the migration failed (rolled back or
+    not), 2 on bad input.
+    """
+    inp = SessionMigrationInput(source=source, target=target, batch_size=batch_size, dry_run=dry_run, overwrite=overwrite)
+    run(_check_urls(source, target))
+    return run(_migrate(inp, migration_id, no_wait, address, json_out))
+
+
+async def _check_urls(*urls: str) -> None:
+    for url in urls:
+        open_store(url)  # raises a clear BadInput for an unknown scheme or a bad path
+
+
+async def _migrate(inp: SessionMigrationInput, migration_id: str | None, no_wait: bool, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    handle = await api.start_session_migration(client, inp, migration_id)
+    if no_wait:
+        if not await worker_is_polling(client):
+            spawn_background_worker(address)
+            err.print("No worker was polling; started one in the background.")
+        if json_out:
+            emit_json({"migration_id": handle.id, "status": "running"})
+        else:
+            out.print(f"Started {handle.id}. Follow it with: snakepit-migrate status {handle.id} --watch")
+        return 0
+    async with worker_while_waiting(client, handle):
+        with ProgressView(quiet=json_out and not err.is_terminal) as view:
+            result = await api.wait_for_result(handle, view)
+    return report_result(result, json_out)
+
+
+# Failures of validation that mean the user's input cannot work: exit 2, nothing was written.
+BAD_INPUT_TYPES = {
+    "InvalidInput", "StoreUnreachable", "SnapshotParseError", "TargetNotCompatible", "QuotaExceeded",
+    "UnknownStoreScheme", "BadInput", "InvalidSession", "NothingToRollBack",
+}  # fmt: skip
+
+
+def exit_code(result: SessionMigrationResult) -> int:
+    """0 success, 2 bad input found while validating (nothing written), 1 any other failure."""
+    if result.error is None:
+        return 0
+    if result.failed_phase in (None, "pending", "validating") and result.error_type in BAD_INPUT_TYPES:
+        return 2
+    if result.status == "failed" and result.error_type == "NothingToRollBack":
+        return 2
+    return 1
+
+
+def report_result(result: SessionMigrationResult, json_out: bool) -> int:
+    """Print a migration result and return its exit code."""
+    if json_out:
+        emit_json(summary(result))
+    else:
+        out.print(render(result))
+    return exit_code(result)
+
+
+def summary(result: SessionMigrationResult) -> dict:
+    """The JSON contract of a migration result (plus the full detail)."""
+    return {
+        "migration_id": result.migration_id,
+        "status": result.status,
+        "sessions_copied": result.sessions_copied,
+        "sessions_skipped_expired": result.sessions_skipped_expired,
+        "source_digest": result.source_digest,
+        "target_digest": result.target_digest,
+        "duration_s": result.duration_s,
+        "sessions_total": result.sessions_total,
+        "batches": result.batches,
+        "dry_run": result.dry_run,
+        "rolled_back": result.rolled_back,
+        "restored": result.restored,
+        "error": result.error,
+        "error_type": result.error_type,
+        "verification": result.verification.model_dump() if result.verification else None,
+    }
+
+
+def render(r: SessionMigrationResult) -> str:
+    """A short human report of a migration result."""
+    lines = [f"Migration {r.migration_id}: {r.status.upper()}", f"  {r.source} -> {r.target}"]
+    if r.status == "rolled_back" and r.error is None:
+        lines.append(f"  rolled back: {r.restored} session id(s) put back as they were")
+    else:
+        lines.append(
+            f"  sessions: {r.sessions_total} read, {r.sessions_copied} copied, {r.sessions_skipped_expired} expired skipped"
+            + (" (dry run: nothing written)" if r.dry_run else "")
+        )
+    if r.verification:
+        v = r.verification
+        lines.append(f"  verified: {'OK' if v.ok else 'MISMATCH'} ({v.matched} matched, {v.missing_count} missing, "
+                     f"{v.mismatched_count} mismatched, {v.extra_count} extra)")
+    if r.source_digest:
+        lines.append(f"  source digest {r.source_digest}")
+    if r.target_digest:
+        lines.append(f"  target digest {r.target_digest}")
+    if r.error:
+        lines.append(f"  error: {r.error}")
+        lines.append("  the target was rolled back to how it was found" if r.rolled_back else "  nothing was rolled back")
+    lines.append(f"  took {r.duration_s:.1f} s")
+    return "\n".join(lines)
+
+
+@sessions_app.command("verify")
+def verify(
+    source: Annotated[str, typer.Option("--from", help="source store URL")],
+    target: Annotated[str, typer.Option("--to", help="target store URL")],
+    margin: Annotated[float, typer.Option("--margin", min=0, help="leave out sessions expiring within this many seconds")] = 30.0,
+    json_out: Json = False,
+) -> int:
+    """Whether both stores hold the same live sessions; lists missing, extra and mismatched ids.
+
+    Exit 0 when they match, 1 when they differ, 2 on bad input.
+    """
+    report = run(_verify(source, target, margin))
+    if json_out:
+        emit_json(report.model_dump())
+    else:
+        out.print(render_verify(report, source, target))
+    return 0 if report.ok else 1
+
+
+async def _verify(source: str, target: str, margin: float) -> VerifyReport:
+    async with open_store(source, create=False) as src, open_store(target, create=False) as tgt:
+        return await compare_stores(src, tgt, margin_seconds=margin)
+
+
+def render_verify(v: VerifyReport, source: str, target: str) -> str:
+    """A short human report of a comparison."""
+    lines = [
+        f"{'SAME' if v.ok else 'DIFFERENT'}: {v.source_live} live in source, {v.target_live} live in target, {v.matched} matched",
+        f"  source digest {v.source_digest}",
+        f"  target digest {v.target_digest}",
+    ]
+    for name, count, ids in (("missing from target", v.missing_count, v.missing), ("only in target", v.extra_count, v.extra),
+                             ("different", v.mismatched_count, v.mismatched)):
+        if count:
+            lines.append(f"  {count} {name}: {', '.join(ids)}" + (" ..." if count > len(ids) else ""))
+    return "\n".join(lines)

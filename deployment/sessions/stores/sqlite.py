@@ -1,0 +1,127 @@
+"""SQLite: the embedded default store.
+
+One row a session: ``id``, ``expires_at`` (for pruning and range queries)
+and ``record``, the canonical JSON, so a record reads back byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from deployment.errors import StoreMissing, StoreUnreachable
+from deployment.sessions.record import Record, canonical_bytes, expires_at
+from deployment.sessions.stores.base import SessionStore, query_options
+from deployment.sessions.stores.files import path_of
+from deployment.sessions.stores.sql import journal_table, table_name
+
+_CHUNK = 500  # SQLite's default limit on bound parameters is 999
+
+
+class SqliteStore(SessionStore):
+    """A session table in an SQLite file."""
+
+    scheme = "sqlite"
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        super().__init__(url, create=create)
+        self.path = path_of(url)
+        self.table = table_name(query_options(url))
+        self.journal = journal_table(self.table)
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "store not opened"
+        return self._db
+
+    async def open(self) -> None:
+        if not self.path.parent.is_dir():
+            raise StoreUnreachable(
+                f"cannot open {self.display}: folder {self.path.parent} does not exist",
+                hint="create the folder first",
+            )
+        if not self.create and not self.path.exists():
+            raise StoreMissing(f"SQLite database {self.path} does not exist", hint="check the path of the source")
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} "
+                "(id TEXT PRIMARY KEY, expires_at REAL NOT NULL, record TEXT NOT NULL)"
+            )
+            self.db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table}(expires_at)")
+        except sqlite3.DatabaseError as exc:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            raise StoreUnreachable(f"cannot open {self.display}: {exc}", hint="is it an SQLite database file?") from None
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def scan(self, cursor: str | None, limit: int) -> tuple[list[Record], str | None]:
+        rows = self.db.execute(
+            f"SELECT id, record FROM {self.table} WHERE id > ? ORDER BY id LIMIT ?", (cursor or "", limit)
+        ).fetchall()
+        records = [json.loads(rec) for _, rec in rows]
+        return records, rows[-1][0] if len(rows) == limit else None
+
+    async def read_many(self, ids: list[str]) -> dict[str, Record]:
+        found: dict[str, Record] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for sid, rec in self.db.execute(f"SELECT id, record FROM {self.table} WHERE id IN ({marks})", chunk):
+                found[sid] = json.loads(rec)
+        return found
+
+    async def write_many(self, records: list[Record]) -> None:
+        rows = [(r["id"], expires_at(r), canonical_bytes(r).decode()) for r in records]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(f"INSERT OR REPLACE INTO {self.table} (id, expires_at, record) VALUES (?, ?, ?)", rows)
+
+    async def delete_many(self, ids: list[str]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(f"DELETE FROM {self.table} WHERE id = ?", [(i,) for i in ids])
+
+    async def count(self) -> int:
+        return self.db.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0]
+
+    def _ensure_journal(self) -> None:
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.journal} "
+            "(migration_id TEXT NOT NULL, session_id TEXT NOT NULL, prior TEXT, PRIMARY KEY (migration_id, session_id))"
+        )
+
+    async def journal_record(self, migration_id: str, priors: dict[str, Record | None]) -> None:
+        self._ensure_journal()
+        rows = [(migration_id, sid, None if p is None else canonical_bytes(p).decode()) for sid, p in priors.items()]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                f"INSERT OR IGNORE INTO {self.journal} (migration_id, session_id, prior) VALUES (?, ?, ?)", rows
+            )
+
+    async def journal_scan(self, migration_id: str, cursor: str | None, limit: int) -> tuple[list[tuple[str, Record | None]], str | None]:
+        self._ensure_journal()
+        rows = self.db.execute(
+            f"SELECT session_id, prior FROM {self.journal} WHERE migration_id = ? AND session_id > ? "
+            "ORDER BY session_id LIMIT ?",
+            (migration_id, cursor or "", limit),
+        ).fetchall()
+        entries = [(sid, None if prior is None else json.loads(prior)) for sid, prior in rows]
+        return entries, rows[-1][0] if len(rows) == limit else None
+
+    async def journal_drop(self, migration_id: str) -> None:
+        self._ensure_journal()
+        self.db.execute(f"DELETE FROM {self.journal} WHERE migration_id = ?", (migration_id,))
+
+    async def journal_ids(self) -> list[str]:
+        self._ensure_journal()
+        return [r[0] for r in self.db.execute(f"SELECT DISTINCT migration_id FROM {self.journal} ORDER BY 1")]

@@ -1,0 +1,118 @@
+"""Compare the live sessions of two stores without holding either in memory.
+
+The source is streamed batch by batch and each batch is looked up in the
+target by id; then the target is streamed and looked up in the source to find
+sessions it has that the source has not.  Sessions that expire before the
+*horizon* (now plus a margin) are left out on both sides, so a session that
+expires while the comparison runs cannot make it flap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel
+
+from deployment.sessions.digest import SetDigest
+from deployment.sessions.record import is_expired
+from deployment.sessions.stores.base import SessionStore
+
+LISTED_IDS = 100  # ids listed per kind of difference; the counts are always complete
+
+
+class VerifyReport(BaseModel):
+    """Whether both stores hold the same live sessions, and which ids differ."""
+
+    ok: bool
+    horizon: float
+    source_live: int
+    target_live: int
+    matched: int
+    missing_count: int
+    extra_count: int
+    mismatched_count: int
+    missing: list[str] = []
+    extra: list[str] = []
+    mismatched: list[str] = []
+    source_digest: str
+    target_digest: str
+
+
+async def compare_stores(
+    source: SessionStore,
+    target: SessionStore,
+    *,
+    margin_seconds: float = 30.0,
+    batch_size: int = 500,
+    tolerate_extra: bool = False,
+    on_batch: Callable[[int], Awaitable[None] | None] | None = None,
+) -> VerifyReport:
+    """Compare live sessions of ``source`` and ``target`` record by record.
+
+    ``tolerate_extra`` accepts sessions only the target has (a migration into
+    a store that already held other sessions).  ``on_batch`` is called with
+    the number of records examined so far, for progress and heartbeats.
+    """
+    horizon = time.time() + margin_seconds
+    src_digest, tgt_digest = SetDigest(), SetDigest()
+    missing: list[str] = []
+    mismatched: list[str] = []
+    extra: list[str] = []
+    counts = {"missing": 0, "mismatched": 0, "extra": 0, "target_live": 0}
+    examined = 0
+
+    async def progress() -> None:
+        if on_batch is not None:
+            res = on_batch(examined)
+            if res is not None:
+                await res
+
+    async for batch in source.iter_records(batch_size):
+        live = [r for r in batch if not is_expired(r, horizon)]
+        held = await target.read_many([r["id"] for r in live])
+        for rec in live:
+            d_src = src_digest.add(rec)
+            other = held.get(rec["id"])
+            if other is None or is_expired(other, horizon):
+                counts["missing"] += 1
+                _note(missing, rec["id"])
+            elif tgt_digest.add(other) != d_src:
+                counts["mismatched"] += 1
+                _note(mismatched, rec["id"])
+        examined += len(batch)
+        await progress()
+
+    async for batch in target.iter_records(batch_size):
+        live = [r for r in batch if not is_expired(r, horizon)]
+        counts["target_live"] += len(live)
+        known = await source.read_many([r["id"] for r in live])
+        for rec in live:
+            mate = known.get(rec["id"])
+            if mate is None or is_expired(mate, horizon):
+                counts["extra"] += 1
+                _note(extra, rec["id"])
+        examined += len(batch)
+        await progress()
+
+    ok = counts["missing"] == 0 and counts["mismatched"] == 0 and (tolerate_extra or counts["extra"] == 0)
+    return VerifyReport(
+        ok=ok,
+        horizon=horizon,
+        source_live=src_digest.count,
+        target_live=counts["target_live"],
+        matched=src_digest.count - counts["missing"] - counts["mismatched"],
+        missing_count=counts["missing"],
+        extra_count=counts["extra"],
+        mismatched_count=counts["mismatched"],
+        missing=sorted(missing),
+        extra=sorted(extra),
+        mismatched=sorted(mismatched),
+        source_digest=str(src_digest),
+        target_digest=str(tgt_digest),
+    )
+
+
+def _note(ids: list[str], sid: str) -> None:
+    if len(ids) < LISTED_IDS:
+        ids.append(sid)

@@ -1,0 +1,152 @@
+"""Inputs and results of the SessionMigration workflow and its activities.
+
+Only cursors, counts and digests travel through Temporal; session data never does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from deployment.sessions.verify import VerifyReport
+
+Phase = Literal[
+    "pending", "validating", "backup", "copying", "finalizing", "verifying", "rolling_back", "done"
+]
+Status = Literal["completed", "dry_run", "rolled_back", "rollback_failed", "failed"]
+
+
+class SessionMigrationInput(BaseModel):
+    """What to move where. The workflow's single JSON input."""
+
+    source: str = Field(description="store URL to read sessions from")
+    target: str = Field(description="store URL to write sessions to")
+    batch_size: int = Field(500, ge=1, le=10_000, description="sessions per read/write batch")
+    dry_run: bool = Field(False, description="read and count everything, write nothing")
+    overwrite: bool = Field(False, description="replace target sessions that have the same id")
+    verify: bool = Field(True, description="compare both stores by digest after the copy")
+    slice_seconds: float = Field(2.0, gt=0, le=300, description="how long one copy activity runs before reporting")
+    verify_margin_seconds: float = Field(
+        30.0, ge=0, description="sessions expiring within this margin of the verification are left out of it"
+    )
+    fail_after_batches: int | None = Field(
+        None, ge=0, description="fault injection: fail the copy after this many batches (for drills and tests)"
+    )
+    rollback_of: str | None = Field(None, description="undo the completed migration with this id instead of copying")
+
+
+class StoresInput(BaseModel):
+    """The two ends of a migration, as activity input."""
+
+    migration_id: str
+    source: str
+    target: str
+    batch_size: int = 500
+    overwrite: bool = False
+
+
+class InspectResult(BaseModel):
+    """What validation found at both ends."""
+
+    source_total: int
+    source_live: int
+    source_expired: int
+    target_count: int
+    conflicts: int
+    conflict_sample: list[str] = []
+    target_quota: int
+
+
+class TargetInput(BaseModel):
+    """One store and the migration acting on it."""
+
+    migration_id: str
+    target: str
+    require_journal: bool = False
+
+
+class BackupPoint(BaseModel):
+    """The target as found before the first write."""
+
+    target_count: int
+    target_digest: str
+
+
+class CopyCursor(BaseModel):
+    """Where a copy stands; heartbeated after every batch and returned after every slice."""
+
+    source_cursor: str | None = None
+    target_checkpoint: str | None = None
+    scanned: int = 0
+    copied: int = 0
+    skipped_expired: int = 0
+    batches: int = 0
+    digest: str = "0:" + "0" * 32
+    finished: bool = False
+
+
+class CopyInput(BaseModel):
+    """One slice of the copy."""
+
+    migration_id: str
+    source: str
+    target: str
+    batch_size: int
+    cursor: CopyCursor
+    slice_seconds: float = 2.0
+    dry_run: bool = False
+    fail_after_batches: int | None = None
+
+
+class VerifyInput(BaseModel):
+    """Compare the live sessions of two stores."""
+
+    source: str
+    target: str
+    margin_seconds: float = 30.0
+    batch_size: int = 500
+    tolerate_extra: bool = False
+
+
+class UndoResult(BaseModel):
+    """What a compensation put back."""
+
+    restored: int
+
+
+class MigrationProgress(BaseModel):
+    """The answer of the ``progress`` query."""
+
+    migration_id: str
+    phase: Phase
+    done: int = 0
+    total: int = 0
+    rate_per_s: float = 0.0
+    eta_s: float | None = None
+    message: str = ""
+
+
+class SessionMigrationResult(BaseModel):
+    """What happened, in the figures a person or a script needs."""
+
+    migration_id: str
+    status: Status
+    source: str
+    target: str
+    dry_run: bool = False
+    sessions_total: int = 0
+    sessions_copied: int = 0
+    sessions_skipped_expired: int = 0
+    batches: int = 0
+    source_digest: str | None = None
+    target_digest: str | None = None
+    target_before: BackupPoint | None = None
+    verification: VerifyReport | None = None
+    rolled_back: bool = False
+    restored: int = 0
+    error: str | None = None
+    error_type: str | None = Field(None, description="the failure's type, e.g. StoreUnreachable or VerificationFailed")
+    failed_phase: Phase | None = None
+    started_at: float = 0.0
+    duration_s: float = 0.0
