@@ -137,6 +137,8 @@ def analyze_path(path: str | os.PathLike[str]) -> AnalysisReport:
 
 
 def _analyze_class(cls: ast.ClassDef, ix: ModuleIndex, classes: _Classes) -> Adapter | None:
+    if cls.name in COMMAND_HANDLER_NAMES | BASE_ADAPTER_NAMES:
+        return None  # a vendored copy of the bridge's own base class is not an adapter
     bases = classes.base_names(cls, ix)
     methods = classes.methods(cls, ix)
     if bases & COMMAND_HANDLER_NAMES or "_register_commands" in {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,18 @@ class EquivalenceReport:
 # -- inputs ---------------------------------------------------------------------------------
 
 
-def read_cases(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
-    """Arguments per tool from a JSONL file of ``{"tool": ..., "arguments": {...}}`` lines."""
+@dataclass
+class Recorded:
+    """One line of a samples or traffic file: a call, and its result when it was recorded."""
+
+    tool: str
+    arguments: dict[str, Any]
+    result: Any = None
+    has_result: bool = False
+
+
+def read_records(path: str | os.PathLike[str]) -> list[Recorded]:
+    """The calls in a JSONL file of ``{"tool": ..., "arguments": {...}[, "result": ...]}`` lines."""
     shown = str(path)
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -116,7 +127,7 @@ def read_cases(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
         raise SamplesParseError(shown, 0, f"cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise SamplesParseError(shown, 0, "not UTF-8 text") from None
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: list[Recorded] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -132,8 +143,47 @@ def read_cases(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
             raise SamplesParseError(shown, n, "missing 'tool' (a non-empty string)")
         if not isinstance(arguments, dict):
             raise SamplesParseError(shown, n, "'arguments' must be a JSON object")
-        out.setdefault(tool, []).append(arguments)
+        out.append(Recorded(tool, arguments, obj.get("result"), "result" in obj))
     return out
+
+
+def read_cases(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """Arguments per tool from a samples or traffic JSONL file."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rec in read_records(path):
+        out.setdefault(rec.tool, []).append(rec.arguments)
+    return out
+
+
+def replay(
+    records: list[Recorded], call: Callable[[str, dict[str, Any]], Any], tolerance: Tolerance = Tolerance()
+) -> list[ToolVerdict]:
+    """Replay recorded calls through ``call(tool, arguments)`` and compare with the recorded results.
+
+    For checking a live fleet after a rollout: ``call`` sends one request
+    to it.  Records without a result are skipped; a call that raises is a
+    mismatch (the recorder keeps only calls that succeeded).
+    """
+    verdicts: dict[str, ToolVerdict] = {}
+    for rec in records:
+        if not rec.has_result:
+            continue
+        v = verdicts.setdefault(rec.tool, ToolVerdict(rec.tool, "", "equivalent", "generic", sources={"traffic": 0}))
+        v.cases += 1
+        v.sources["traffic"] += 1
+        try:
+            got: dict[str, Any] = {"ok": True, "value": call(rec.tool, rec.arguments)}
+        except Exception as exc:
+            got = {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
+        if same_outcome({"ok": True, "value": rec.result}, got, tolerance):
+            v.matches += 1
+        elif v.first_mismatch is None:
+            v.first_mismatch = {"arguments": rec.arguments, "recorded": rec.result, "replayed": got}
+            v.status, v.decision = "mismatch", "custom"
+    for v in verdicts.values():
+        if v.first_mismatch is not None:
+            v.detail = f"{v.cases - v.matches} of {v.cases} recorded calls answered differently"
+    return list(verdicts.values())
 
 
 # -- comparison -----------------------------------------------------------------------------

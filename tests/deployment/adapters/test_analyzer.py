@@ -253,3 +253,21 @@ def test_hostile_class_hierarchies(tmp_path):
     backwards.write_text("".join(reversed(chain)) + head)
     with pytest.raises(AdapterSourceError, match="chain of bases too deep to follow"):
         analyze_path(backwards)
+
+
+def test_a_vendored_bridge_base_class_is_not_an_adapter(tmp_path):
+    (tmp_path / "core.py").write_text(
+        "from abc import ABC, abstractmethod\n"
+        "class BaseCommandHandler(ABC):\n"
+        "    @abstractmethod\n    def _register_commands(self):\n        pass\n"
+        "    def register_command(self, name, handler):\n        self.registry[name] = handler\n"
+    )
+    (tmp_path / "handler.py").write_text(
+        "import math\nfrom .core import BaseCommandHandler\n"
+        "class Mine(BaseCommandHandler):\n    def _register_commands(self):\n"
+        "        self.register_command('floor', self.handle_floor)\n"
+        "    def handle_floor(self, args):\n        return math.floor(args['x'])\n"
+    )
+    report = analyze_path(tmp_path)
+    assert [(a.name, a.generation) for a in report.adapters] == [("Mine", "command_handler")]
+    assert report.adapters[0].tool("floor").mapping.target == "math.floor"

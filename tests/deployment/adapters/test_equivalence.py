@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from deployment.adapters.analyzer import analyze_path
-from deployment.adapters.equivalence import Limits, Tolerance, read_cases, same, same_outcome, verify
+from deployment.adapters.equivalence import (
+    Limits,
+    Tolerance,
+    read_cases,
+    read_records,
+    replay,
+    same,
+    same_outcome,
+    verify,
+)
+from deployment.adapters.generic import GenericAdapter
 from deployment.adapters.errors import SamplesParseError
 from deployment.adapters.proposal import propose_config
 
@@ -157,3 +167,27 @@ def test_tools_calling_the_adapters_own_package():
     assert lib["security_config"]["allowed_modules"] == ["local_lib_pkg.mathlib"]
     result = verify(report, config, examples=10, limits=FAST)
     assert result.ok and {v.tool: v.status for v in result.tools} == {"triple": "equivalent", "half": "equivalent"}
+
+
+def test_replaying_recorded_calls_against_a_running_adapter(tmp_path, math_tools):
+    _, config = math_tools
+    traffic = tmp_path / "traffic.jsonl"
+    lines = [
+        {"tool": "square_root", "arguments": {"x": 16.0}, "result": 4.0},
+        {"tool": "square_root", "arguments": {"x": 2.0}, "result": 1.4142135623730951},
+        {"tool": "gcd", "arguments": {"a": 12, "b": 18}, "result": 6},
+        {"tool": "gcd", "arguments": {"a": 7, "b": 21}, "result": 1},  # recorded from a different implementation
+        {"tool": "mean", "arguments": {"values": [1, 2]}},  # no result: not replayed
+        {"tool": "cached_factorial", "arguments": {"n": 3}, "result": 6},  # not aliased: the call raises
+    ]
+    traffic.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    records = read_records(traffic)
+    assert [r.has_result for r in records] == [True, True, True, True, False, True]
+    adapter = GenericAdapter(config)
+    verdicts = {v.tool: v for v in replay(records, lambda tool, args: adapter.execute_tool(tool, args, None))}
+    assert set(verdicts) == {"square_root", "gcd", "cached_factorial"}
+    assert (verdicts["square_root"].status, verdicts["square_root"].matches) == ("equivalent", 2)
+    gcd = verdicts["gcd"]
+    assert (gcd.status, gcd.cases, gcd.matches) == ("mismatch", 2, 1)
+    assert gcd.first_mismatch == {"arguments": {"a": 7, "b": 21}, "recorded": 1, "replayed": {"ok": True, "value": 7}}
+    assert verdicts["cached_factorial"].first_mismatch["replayed"]["error"]["type"] == "UnknownTool"
