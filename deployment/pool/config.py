@@ -39,7 +39,6 @@ class PoolSpec:
     adapter_env: dict[str, str]
     session_store: str | None
     session_ttl: int
-    thread_safe: bool
     raw: dict[str, Any] = field(repr=False)
 
 
@@ -179,7 +178,6 @@ def parse_pool_config(raw: dict[str, Any], pool: str | None = None) -> PoolSpec:
         adapter_env={str(k): str(v) for k, v in env.items()},
         session_store=_store_url(keys),
         session_ttl=ttl,
-        thread_safe=str(entry.get("worker_profile", "process")).lstrip(":") == "thread",
         raw=raw,
     )
 

@@ -201,7 +201,7 @@ class Fleet:
                 log.warning("%s: worker pid %d exited with %s; restarting it", inst.id, proc.proc.pid, proc.proc.returncode)
             inst.healthy = False
             if not any(t.get_name() == inst.id for t in self._respawns):
-                task = asyncio.create_task(self._respawn(inst), name=inst.id)
+                task = asyncio.create_task(inst.respawn(), name=inst.id)
                 self._respawns.add(task)
                 task.add_done_callback(self._respawns.discard)
             return
@@ -212,10 +212,6 @@ class Fleet:
         except (aiohttp.ClientError, TimeoutError):
             if inst.process is proc:
                 inst.healthy = False
-
-    async def _respawn(self, inst: Instance) -> None:
-        await asyncio.sleep(1.0)
-        await inst.respawn()
 
 
 class FrontApp:

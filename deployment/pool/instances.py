@@ -73,6 +73,7 @@ class Instance:
         self.healthy = False
         self.in_flight = 0
         self.restarts = 0
+        self.failed_respawns = 0
         self.last_error: str | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -158,7 +159,11 @@ class Instance:
             asyncio.create_task(self._retire(old))
 
     async def respawn(self) -> None:
-        """Bring a dead process back on the current config (the health loop's repair)."""
+        """Bring a dead process back on the current config (the health loop's repair).
+
+        Waits 1 s before the first attempt, doubling after each failure up to 30 s.
+        """
+        await asyncio.sleep(min(30.0, 2.0 ** self.failed_respawns))
         async with self._lock:
             if self.process is not None and self.process.alive:
                 return
@@ -166,9 +171,12 @@ class Instance:
                 self.process = await self._spawn(self.spec)
             except InstanceStartFailed as exc:
                 self.last_error = exc.cause
+                self.failed_respawns += 1
+                log.warning("%s: could not restart: %s", self.id, exc.cause)
                 return
             self.healthy = True
             self.restarts += 1
+            self.failed_respawns = 0
 
     async def stop(self) -> None:
         """Stop the process (fleet shutdown)."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from deployment.errors import MigrateError
+from deployment.errors import BadInput, MigrateError
 from deployment.pool.adapter_host import TOOL_NAME, AdapterHost, AdapterLoadError, UnknownTool, load_adapter_class
 from deployment.pool.config import parse_pool_config, read_config_file
 from deployment.pool.session_access import SessionAccess, open_session_access
@@ -90,6 +90,8 @@ class Worker:
             result = await asyncio.to_thread(self.host.call, tool, arguments, context)
         except UnknownTool as exc:
             return _error(404, "UnknownTool", str(exc))
+        except BadInput as exc:  # an adapter refusing the call (the generic adapter's CallRefused, ...)
+            return _error(400, type(exc).__name__, str(exc))
         except Exception as exc:  # the adapter's own failure goes back to the caller
             log.warning("tool %s failed: %s: %s", tool, type(exc).__name__, exc)
             return _error(500, "ToolError", f"{type(exc).__name__}: {exc}")

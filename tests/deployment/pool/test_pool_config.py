@@ -24,7 +24,7 @@ POOLS = {
 def test_pools_form() -> None:
     spec = parse_pool_config(POOLS)
     assert (spec.pool_name, spec.pool_size, spec.adapter, spec.adapter_argv) == ("default", 3, "app.adapters.Mine", ["--flag"])
-    assert spec.adapter_env == {"N": "1"} and spec.thread_safe and spec.session_ttl == 120
+    assert spec.adapter_env == {"N": "1"} and spec.session_ttl == 120
     assert spec.session_store == "sqlite:///tmp/x.db?max_sessions=50"
     assert parse_pool_config(POOLS, "other").adapter == "app.Other"
     assert default_instances(spec) == 3

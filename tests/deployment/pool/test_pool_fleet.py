@@ -204,3 +204,27 @@ async def test_load_verb_reports_json(fleet: LocalFleet) -> None:
     report = json.loads(out)
     assert (report["requests"], report["ok"], report["errors"], report["tool"]) == (40, 40, 0, "add")
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
+
+
+async def test_the_generic_adapter_is_hosted_by_dotted_path(fleet_dir: Path) -> None:
+    generic = fleet_dir / "generic.json"
+    generic.write_text(json.dumps({
+        "libraries": [{"name": "math", "module": "math", "function_filters": ["sqrt", "hypot"],
+                       "security_config": {"allowed_modules": ["math"]}}],
+        "tool_aliases": {"root": {"target": "math.sqrt", "args": [{"param": "x"}], "kwargs": {},
+                                  "params": [{"name": "x", "required": True}], "wrap": None}},
+    }))
+    config = fleet_dir / "generic-fleet.json"
+    config.write_text(json.dumps({
+        "pools": [{"name": "default", "adapter_args": ["--adapter", "deployment.adapters.generic.GenericAdapter"],
+                   "adapter_env": {"SNAKEPIT_GENERIC_CONFIG": str(generic)}}],
+        "session_store": f"sqlite:///{fleet_dir / 'generic-sessions.db'}",
+    }))
+    generic_fleet = await LocalFleet.start(config, instances=1, port=0, extra_args=["--run-dir", str(fleet_dir / "grun")])
+    try:
+        assert await call_tool(generic_fleet.url, "root", "g", {"x": 16}) == (200, {"result": 4.0})
+        assert await call_tool(generic_fleet.url, "call", "g", {"target": "math.hypot", "args": [3, 4]}) == (200, {"result": 5.0})
+        status, body = await call_tool(generic_fleet.url, "call", "g", {"target": "os.system", "args": ["true"]})
+        assert status == 400 and body["error"]["type"] in ("ModuleNotAllowed", "BlockedFunction")
+    finally:
+        assert await generic_fleet.stop() == 0
