@@ -11,6 +11,7 @@ Everything else gets reasons, each with the line that shows it.
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -316,9 +317,11 @@ def _single_call(fn, body, scope: Scope, resolver: _Resolver, params: list[Param
         for v, kind in ((a.vararg, "*"), (a.kwarg, "**")):
             if v is not None:
                 return scope.reason("composite_logic", f"accepts arbitrary {kind}{v.arg}; no fixed parameter list", fn)
-        for p in params:
-            if p.default_source is not None:
-                return scope.reason("composite_logic", f"default of `{p.name}` is computed ({p.default_source})", fn)
+    for p in params:
+        if p.default_source is not None:
+            return scope.reason("composite_logic", f"default of `{p.name}` is computed ({p.default_source})", fn)
+        if not p.required and not json_exact(p.default):
+            return scope.reason("composite_logic", f"default of `{p.name}` ({p.default!r}) has no exact JSON form", fn)
     param_names = {p.name for p in params}
     aliases: dict[str, dict[str, Any]] = {}
     stmts = [s for s in body if not isinstance(s, (ast.Import, ast.ImportFrom, ast.Pass))]
@@ -381,12 +384,34 @@ def _wrap(ret: ast.Dict, scope: Scope, result_name: str | None) -> tuple[dict[st
             inner = value if isinstance(value, ast.Call) else None
             continue
         ok, val = literal(value)
-        if not ok:
+        if not ok or not json_exact(val):
             return scope.reason("composite_logic", f"result field {key.value!r} is computed: {ast.unparse(value)[:60]}", value)
         constants[key.value] = val
     if result_key is None:
         return scope.reason("composite_logic", "returns only constants", ret)
     return {"result_key": result_key, "constants": constants}, inner
+
+
+def json_exact(value: Any) -> bool:
+    """Whether ``value`` survives a JSON round trip unchanged (so a config can carry it)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(json_exact(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and json_exact(v) for k, v in value.items())
+    return False
+
+
+def _const(value: Any) -> dict[str, Any] | None:
+    """A constant as the config carries it: JSON as is, a flat tuple as a tagged list, else nothing."""
+    if json_exact(value):
+        return {"const": value}
+    if isinstance(value, tuple) and json_exact(list(value)):
+        return {"const": list(value), "tuple": True}
+    return None
 
 
 def _arg_source(node: ast.AST, scope: Scope, params, param_names, aliases) -> dict[str, Any] | None:
@@ -396,14 +421,14 @@ def _arg_source(node: ast.AST, scope: Scope, params, param_names, aliases) -> di
         if scope.args_dict is None and node.id in param_names:
             return {"param": node.id}
         if node.id in scope.index.constants:
-            return {"const": scope.index.constants[node.id]}
+            return _const(scope.index.constants[node.id])
     if scope.args_dict:
         key, _ = _dict_key(node, scope.args_dict)
         if key is not None:
             return {"param": key}
     ok, value = literal(node)
     if ok:
-        return {"const": value}
+        return _const(value)
     return None
 
 
@@ -427,7 +452,7 @@ def _mapping(call: ast.Call, scope: Scope, resolver: _Resolver, params, param_na
             return scope.reason("composite_logic", f"unpacks `{ast.unparse(arg)}` into the call", arg)
         source = _arg_source(arg, scope, params, param_names, aliases)
         if source is None:
-            return scope.reason("composite_logic", f"argument `{ast.unparse(arg)[:60]}` is computed", arg)
+            return scope.reason("composite_logic", f"argument `{ast.unparse(arg)[:60]}` is computed or has no exact JSON form", arg)
         args.append(source)
     kwargs: dict[str, dict[str, Any]] = {}
     for kw in call.keywords:
@@ -435,7 +460,7 @@ def _mapping(call: ast.Call, scope: Scope, resolver: _Resolver, params, param_na
             return scope.reason("composite_logic", f"passes `**{ast.unparse(kw.value)}` into the call", kw.value)
         source = _arg_source(kw.value, scope, params, param_names, aliases)
         if source is None:
-            return scope.reason("composite_logic", f"argument `{kw.arg}={ast.unparse(kw.value)[:60]}` is computed", kw.value)
+            return scope.reason("composite_logic", f"argument `{kw.arg}={ast.unparse(kw.value)[:60]}` is computed or has no exact JSON form", kw.value)
         kwargs[kw.arg] = source
     if scope.args_dict and _whole_dict_used(scope.args_dict, call):
         return scope.reason("composite_logic", f"uses the whole `{scope.args_dict}` dict", call)

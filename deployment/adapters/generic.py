@@ -218,6 +218,8 @@ def _source(raw: Any, where: str) -> dict[str, Any]:
         raise GenericConfigError(f"{where} must be {{\"param\": name}} or {{\"const\": value}}")
     if "param" in raw and not isinstance(raw["param"], str):
         raise GenericConfigError(f"{where}.param must be a string")
+    if raw.get("tuple") and not isinstance(raw.get("const"), list):
+        raise GenericConfigError(f"{where}: \"tuple\": true needs a list \"const\"")
     return raw
 
 
@@ -362,7 +364,9 @@ class GenericAdapter:
                 values[p["name"]] = p.get("default")
 
         def value(source: dict[str, Any]) -> Any:
-            return values[source["param"]] if "param" in source else source["const"]
+            if "param" in source:
+                return values[source["param"]]
+            return tuple(source["const"]) if source.get("tuple") else source["const"]
 
         result = self.call(alias.target, [value(s) for s in alias.args], {k: value(s) for k, s in alias.kwargs.items()})
         if alias.wrap is None:

@@ -219,3 +219,23 @@ def test_conflicting_tool_names_across_adapters_stay_custom(tmp_path):
     assert set(config["tool_aliases"]) == {"same"}
     assert config["custom_tools"]["root"] == {"adapter": "A, B", "reasons": ["conflicting_mappings"]}
     assert config["libraries"][0]["function_filters"] == ["fabs"]
+
+
+def test_constants_must_survive_the_json_config(tmp_path):
+    src = tmp_path / "consts.py"
+    src.write_text(
+        "from snakepit_bridge.base_adapter import BaseAdapter, tool\n"
+        "PAIR = (1, 2)\n"
+        "class Consts(BaseAdapter):\n"
+        "    @tool()\n    def pair(self, x: int):\n        return repr(PAIR)\n"
+        "    @tool()\n    def raw(self, x: int):\n        return repr(b'x')\n"
+        "    @tool()\n    def dflt(self, x: bytes = b'a'):\n        return len(x)\n"
+        "    @tool()\n    def huge(self, x: float):\n        return max(x, 1e999)\n"
+    )
+    adapter = analyze_path(src).adapter("Consts")
+    assert adapter.tool("pair").mapping.args == [{"const": [1, 2], "tuple": True}]
+    for name in ("raw", "dflt", "huge"):
+        assert adapter.tool(name).categories() == {"composite_logic"}, name
+    assert "no exact JSON form" in adapter.tool("dflt").reasons[0].detail
+    config = json.loads(json.dumps(propose_config(analyze_path(src))))  # through JSON, as a worker reads it
+    assert GenericAdapter(config).execute_tool("pair", {"x": 0}, None) == "(1, 2)"
