@@ -37,6 +37,7 @@ log = logging.getLogger("snakepit.pool")
 
 HEALTH_INTERVAL = 0.5
 MAX_WAIT = 600.0
+AFFINITY_ENTRIES = 100_000
 
 
 def _error(status: int, kind: str, message: str) -> web.Response:
@@ -90,6 +91,7 @@ class Fleet:
         self._health_task: asyncio.Task[None] | None = None
         self._respawns: set[asyncio.Task[None]] = set()
         self._session_locks = SessionLocks()
+        self._affinity: dict[str, str] = {}  # session id -> instance that last served it, oldest first
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -121,15 +123,28 @@ class Fleet:
         raise UnknownInstance(instance_id, f"no such instance; the fleet has {', '.join(i.id for i in self.instances)}")
 
     # -- traffic ---------------------------------------------------------------
-    def pick(self) -> Instance | None:
-        """The serving instance with the fewest requests in flight (round robin on ties)."""
+    def pick(self, session_id: str | None = None) -> Instance | None:
+        """Where a call goes: the session's last instance if it serves and is not busier
+        than the least busy one by more than one request (Snakepit's ``affinity: :hint``),
+        else the serving instance with the fewest requests in flight (round robin on ties)."""
         serving = [i for i in self.instances if i.state == SERVING]
         if not serving:
             return None
         self._turn += 1
         start = self._turn % len(serving)
         rotated = serving[start:] + serving[:start]
-        return min(rotated, key=lambda i: i.in_flight)
+        least = min(rotated, key=lambda i: i.in_flight)
+        last = self._affinity.get(session_id) if session_id is not None else None
+        for inst in serving:
+            if inst.id == last and inst.in_flight <= least.in_flight + 1:
+                return inst
+        return least
+
+    def _remember(self, session_id: str, instance_id: str) -> None:
+        self._affinity.pop(session_id, None)
+        self._affinity[session_id] = instance_id
+        if len(self._affinity) > AFFINITY_ENTRIES:
+            self._affinity.pop(next(iter(self._affinity)))
 
     async def call(self, tool: str, session_id: str, arguments: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Forward one tool call; returns the HTTP status and body for the client.
@@ -145,7 +160,7 @@ class Fleet:
         deadline = time.monotonic() + self.queue_timeout
         refused = 0
         while True:
-            inst = self.pick()
+            inst = self.pick(session_id)
             if inst is None:
                 if time.monotonic() >= deadline:
                     return 503, {"error": {"type": "NoInstance", "message": "no instance is serving"}}
@@ -167,10 +182,12 @@ class Fleet:
                 continue
             except TimeoutError:
                 return 504, {"error": {"type": "Timeout", "message": f"instance {inst.id}: no answer within {self.call_timeout:g}s"}}
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, ValueError) as exc:  # dropped mid-call, or not JSON
                 return 502, {"error": {"type": "WorkerFailed", "message": f"instance {inst.id}: {type(exc).__name__}: {exc}"}}
             finally:
                 inst.release(proc)
+            if status == 200:
+                self._remember(session_id, inst.id)
             if status == 200 and self.recorder is not None:
                 self.recorder.offer(tool, arguments, body.get("result"))
             return status, body

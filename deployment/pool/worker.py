@@ -83,8 +83,8 @@ class Worker:
     async def _run(self, tool: str, session_id: str, arguments: dict[str, Any]) -> web.Response:
         try:
             record = await self.sessions.begin(session_id, self.instance_id)
-        except MigrateError as exc:
-            return _error(503, "SessionStoreError", str(exc))
+        except Exception as exc:  # the store is down or refuses: the caller gets JSON, the log the detail
+            return self._store_failed("reading", session_id, exc)
         context = SessionContext(session_id, record.get("metadata"), record.get("programs"))
         try:
             result = await asyncio.to_thread(self.host.call, tool, arguments, context)
@@ -97,9 +97,16 @@ class Worker:
             return _error(500, "ToolError", f"{type(exc).__name__}: {exc}")
         try:
             await self.sessions.commit(session_id, self.instance_id, context.changes())
-        except MigrateError as exc:
-            return _error(503, "SessionStoreError", str(exc))
+        except Exception as exc:
+            return self._store_failed("writing", session_id, exc)
         return web.json_response({"result": result})
+
+    @staticmethod
+    def _store_failed(doing: str, session_id: str, exc: Exception) -> web.Response:
+        if not isinstance(exc, MigrateError):
+            log.exception("%s session %s failed", doing, session_id)
+        message = str(exc) if isinstance(exc, MigrateError) else f"{type(exc).__name__}: {exc}"
+        return _error(503, "SessionStoreError", f"{doing} session {session_id!r}: {message}")
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -26,11 +26,13 @@ CLI = "import sys; from client.cli import main; sys.exit(main())"
 
 async def test_calls_are_balanced_and_sessions_go_through_the_store(fleet: LocalFleet, store_url: str) -> None:
     pids = set()
-    for _ in range(6):
-        status, body = await call_tool(fleet.url, "ping", "balance")
-        assert status == 200, (body, pid, fleet.log_path.read_text()[-1500:] if fleet.log_path else "")
+    for k in range(6):
+        status, body = await call_tool(fleet.url, "ping", f"balance-{k}")
+        assert status == 200, body
         pids.add(body["result"]["pid"])
     assert len(pids) >= 2  # more than one instance took traffic
+    sticky = {(await call_tool(fleet.url, "ping", "balance-0"))[1]["result"]["pid"] for _ in range(4)}
+    assert len(sticky) == 1  # an idle fleet keeps a session on the instance that last served it
 
     for expected in range(1, 6):
         status, body = await call_tool(fleet.url, "incr", "counted", {"by": 1})
