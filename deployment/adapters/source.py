@@ -51,6 +51,8 @@ def discover(path: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
     root = Path(path)
     if not root.exists():
         raise AdapterSourceError(str(path), "no such file or directory", hint="check the path")
+    if not root.is_dir() and not root.is_file():
+        raise AdapterSourceError(str(path), "not a regular file or directory (a device, FIFO or socket?)")
     if root.is_file():
         if root.suffix != ".py":
             raise AdapterSourceError(str(path), "not a Python source file (expected a .py file or a directory)")
@@ -59,7 +61,7 @@ def discover(path: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
-            if name.endswith(".py"):
+            if name.endswith(".py") and (Path(dirpath) / name).is_file():  # no FIFOs, devices, dangling links
                 files.append(Path(dirpath) / name)
                 if len(files) > MAX_FILES:
                     raise AdapterSourceError(
@@ -84,12 +86,12 @@ def parse_file(root: Path, file: Path) -> ModuleIndex:
     """Read, decode and parse one file, then index its top-level bindings."""
     shown = str(file)
     try:
-        size = file.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise AdapterSourceError(shown, f"file is {size} bytes, larger than the {MAX_FILE_BYTES} byte limit")
-        data = file.read_bytes()
+        with open(file, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows while it is read
     except OSError as exc:
         raise AdapterSourceError(shown, f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise AdapterSourceError(shown, f"file is larger than the {MAX_FILE_BYTES} byte limit")
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         text = data.decode(encoding)

@@ -192,6 +192,13 @@ def test_bad_paths(tmp_path):
     big.write_bytes(b"#" * 2_000_001)
     with pytest.raises(AdapterSourceError, match="larger than"):
         analyze_path(big)
+    big.unlink()
+    # A .py name on a device would never finish reading: it is refused or skipped, never read.
+    (tmp_path / "zero.py").symlink_to("/dev/zero")
+    with pytest.raises(AdapterSourceError, match="not a regular file"):
+        analyze_path(tmp_path / "zero.py")
+    with pytest.raises(AdapterSourceError, match="no .py files"):
+        analyze_path(tmp_path)
 
 
 def test_no_adapter_found(tmp_path):

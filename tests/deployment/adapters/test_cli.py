@@ -101,3 +101,24 @@ def test_verify_bad_config_and_samples_exit_2(tmp_path, capsys):
     assert main(["adapter", "verify", str(FIXTURES / "if_chain_adapter.py"), "--generic", str(config),
                  "--samples", str(samples)]) == 2
     assert "s.jsonl, line 1: not valid JSON" in flat(capsys.readouterr().err)
+
+
+def test_verify_with_recorded_traffic(tmp_path, capsys):
+    config = tmp_path / "generic.json"
+    assert main(["adapter", "analyze", str(FIXTURES / "command_handler_v01.py"), "--write-config", str(config)]) == 0
+    capsys.readouterr()
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text("\n".join(json.dumps(r) for r in [
+        {"tool": "sqrt", "arguments": {"x": 9}, "result": {"status": "ok", "result": 3.0}},
+        {"tool": "mean", "arguments": {"values": [1, 2, 4]}, "result": {"status": "ok", "result": 2.3333333333333335}},
+        {"tool": "hypot", "arguments": {"x": 3, "y": 4}, "result": {"status": "ok", "result": 5.0}},
+    ]) + "\n")
+    # The 0.1-era adapter imports snakepit_bridge.core, which this environment does not have:
+    # the custom side cannot load, and every tool stays custom with that reason.
+    code = main(["adapter", "verify", str(FIXTURES / "command_handler_v01.py"), "--generic", str(config),
+                 "--traffic", str(traffic), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1
+    for t in doc["tools"]:
+        assert (t["status"], t["decision"], t["sources"]["traffic"]) == ("error", "custom", 1)
+        assert "custom adapter: cannot load: ModuleNotFoundError" in t["detail"] and "snakepit_bridge.core" in t["detail"]
