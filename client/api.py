@@ -10,6 +10,7 @@ Everything the CLI does goes through here, so a script can do the same:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,8 +21,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.connect import TASK_QUEUE
-from deployment.errors import NotFound
+from deployment.errors import BadInput, NotFound
 from workflows.session_models import MigrationProgress, SessionMigrationInput, SessionMigrationResult
+
+class AlreadyRolledBack(BadInput):
+    """A rollback asked of a migration that was rolled back already."""
+
 
 ProgressCallback = Callable[[MigrationProgress], Awaitable[None] | None]
 
@@ -32,14 +37,14 @@ def new_migration_id(kind: str) -> str:
 
 
 async def start_session_migration(
-    client: Client, inp: SessionMigrationInput, migration_id: str | None = None
+    client: Client, inp: SessionMigrationInput, migration_id: str | None = None, task_queue: str = TASK_QUEUE
 ) -> WorkflowHandle[Any, Any]:
     """Start the ``SessionMigration`` workflow; the migration id is its workflow id."""
     return await client.start_workflow(
         "SessionMigration",
         inp.model_dump(exclude_defaults=True),
         id=migration_id or new_migration_id("sessions"),
-        task_queue=TASK_QUEUE,
+        task_queue=task_queue,
         result_type=SessionMigrationResult,
     )
 
@@ -101,6 +106,7 @@ async def describe(client: Client, migration_id: str) -> dict[str, Any]:
     info: dict[str, Any] = {
         "migration_id": migration_id,
         "type": desc.workflow_type,
+        "task_queue": desc.task_queue,
         "workflow_status": desc.status.name if desc.status else "UNKNOWN",
         "started": desc.start_time.isoformat() if desc.start_time else None,
         "closed": desc.close_time.isoformat() if desc.close_time else None,
@@ -153,10 +159,17 @@ async def request_rollback(client: Client, migration_id: str) -> WorkflowHandle[
             f"migration {migration_id} is {info['status']}: there is nothing to roll back",
             hint="only a running or completed migration can be rolled back",
         )
+    with contextlib.suppress(NotFound):
+        earlier = await describe(client, f"{migration_id}-rollback")
+        if earlier["status"] == "rolled_back":
+            raise AlreadyRolledBack(
+                f"migration {migration_id} was rolled back already by {migration_id}-rollback",
+                hint=f"see: snakepit-migrate status {migration_id}-rollback",
+            )
     params = await original_input(client, migration_id)
     params.update(rollback_of=migration_id, dry_run=False)
     return await start_session_migration(
-        client, SessionMigrationInput.model_validate(params), migration_id=f"{migration_id}-rollback"
+        client, SessionMigrationInput.model_validate(params), f"{migration_id}-rollback", info["task_queue"]
     )
 
 

@@ -236,9 +236,18 @@ class SessionMigrationWorkflow:
     async def _undo_completed(self, inp: SessionMigrationInput, result: SessionMigrationResult) -> SessionMigrationResult:
         assert inp.rollback_of is not None
         self._set_phase("rolling_back")
-        result.restored = await self._undo(
-            TargetInput(migration_id=inp.rollback_of, target=inp.target, require_journal=True)
-        )
+        try:
+            result.restored = await self._undo(
+                TargetInput(migration_id=inp.rollback_of, target=inp.target, require_journal=True)
+            )
+        except (Exception, asyncio.CancelledError) as exc:
+            result.status = "rollback_failed"
+            result.error, result.error_type = failure_text(exc), failure_type(exc)
+            result.failed_phase = "rolling_back"
+            self._finish(result)
+            raise ApplicationError(
+                f"rollback of {inp.rollback_of} failed: {result.error}", result, type="RollbackFailed", non_retryable=True
+            )
         result.rolled_back = True
         result.status = "rolled_back"
         self._finish(result)

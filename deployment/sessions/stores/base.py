@@ -57,7 +57,7 @@ class SessionStore(ABC):
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         # False for a source: a missing file or table is an error, never silently created.
-        self.create = create
+        self.create_missing = create
         self.max_sessions = int(query_options(url).get("max_sessions", DEFAULT_MAX_SESSIONS))
 
     @property

@@ -39,7 +39,7 @@ class JsonlStore(SessionStore):
                 f"cannot use {self.path}: folder {self.path.parent} does not exist",
                 hint="create the folder or name a path in an existing one",
             )
-        if not self.create and not self.path.exists():
+        if not self.create_missing and not self.path.exists():
             raise StoreMissing(f"snapshot {self.path} does not exist", hint="check the path of the source")
         if self.path.exists() and not os.access(self.path, os.R_OK):
             raise StoreUnreachable(f"cannot read {self.path}: permission denied")

@@ -43,7 +43,7 @@ class PostgresStore(SessionStore):
         try:
             self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4, timeout=10)
             async with self.pool.acquire() as conn:
-                if not self.create and await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
+                if not self.create_missing and await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
                     raise StoreMissing(
                         f"table {self.table} does not exist in {self.display}", hint="check ?table= of the source"
                     )

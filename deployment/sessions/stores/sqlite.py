@@ -41,7 +41,7 @@ class SqliteStore(SessionStore):
                 f"cannot open {self.display}: folder {self.path.parent} does not exist",
                 hint="create the folder first",
             )
-        if not self.create and not self.path.exists():
+        if not self.create_missing and not self.path.exists():
             raise StoreMissing(f"SQLite database {self.path} does not exist", hint="check the path of the source")
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
