@@ -19,6 +19,13 @@ _SEQUENCES = {"list", "List", "Sequence", "Iterable", "tuple", "Tuple", "set", "
 _MAPPINGS = {"dict", "Dict", "Mapping"}
 
 
+def _json_values(st) -> Any:
+    """Any JSON value, small: what an ``Any`` parameter can receive over the wire."""
+    leaves = st.none() | st.booleans() | st.integers(-1000, 1000) | st.floats(-1e6, 1e6, allow_nan=False) | st.text(max_size=8)
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                        max_leaves=8)
+
+
 def _strategy(node: ast.expr | None, st) -> Any:
     if node is None:
         return None
@@ -32,6 +39,8 @@ def _strategy(node: ast.expr | None, st) -> Any:
             "str": lambda: st.text(max_size=16),
             "bool": st.booleans,
             "list": lambda: st.lists(st.integers(-100, 100), max_size=8),
+            "Any": lambda: _json_values(st),
+            "object": lambda: _json_values(st),
         }
         return scalars[name]() if name in scalars else None
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
