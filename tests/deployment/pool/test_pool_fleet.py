@@ -230,3 +230,18 @@ async def test_the_generic_adapter_is_hosted_by_dotted_path(fleet_dir: Path) -> 
         assert status == 400 and body["error"]["type"] in ("ModuleNotAllowed", "BlockedFunction")
     finally:
         assert await generic_fleet.stop() == 0
+
+
+async def test_workers_do_not_outlive_a_killed_front(v1_config: Path, fleet_dir: Path) -> None:
+    lone = await LocalFleet.start(v1_config, instances=1, port=0, extra_args=["--run-dir", str(fleet_dir / "lone")])
+    assert lone.process is not None
+    pids = [i["pid"] for i in (await lone._request("GET", f"{lone.admin}/instances"))["instances"]]
+    await lone.close()
+    lone.process.kill()
+    await lone.process.wait()
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert pids and not alive
