@@ -1,17 +1,21 @@
 """The ``http`` driver: any deployment exposing the reference fleet's admin endpoints.
 
+With ``SNAKEPIT_ADMIN_TOKEN`` set, every request carries ``Authorization: Bearer <token>``.
+
 Errors come back typed: a ``{"error": {"type", "instance", "cause"}}`` body
 becomes the same :mod:`deployment.pool.errors` class the front raised.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import aiohttp
 
 from deployment.fleet.base import FleetDriver, FleetHealth, InstanceInfo
 from deployment.pool.errors import FleetUnreachable, from_payload
+from deployment.pool.front import ADMIN_TOKEN_ENV
 from deployment.sessions.stores.base import redact_url
 
 # How long an admin call may take beyond the wait it asks the fleet for.
@@ -27,6 +31,9 @@ class HttpFleet(FleetDriver):
         self.url = url.rstrip("/")
         self.admin = self.url + "/" + admin_prefix.strip("/")
         self.headers = dict(headers or {})
+        token = os.environ.get(ADMIN_TOKEN_ENV)
+        if token and "Authorization" not in self.headers:
+            self.headers["Authorization"] = f"Bearer {token}"
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:

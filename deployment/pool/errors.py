@@ -80,4 +80,5 @@ def from_payload(payload: Any, status: int) -> MigrateError:
         return cls(str(body["instance"]), str(body.get("cause", "")))
     if body.get("type") == "PoolConfigError":
         return PoolConfigError(str(body.get("message", "")))
-    return MigrateError(str(body.get("message") or body))
+    message = f"the fleet answered HTTP {status}: {body.get('message') or body}"
+    return BadInput(message) if 400 <= status < 500 else MigrateError(message)

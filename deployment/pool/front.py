@@ -14,7 +14,9 @@ Admin (what ``deployment.fleet`` drivers call):
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
 import signal
 import tempfile
 import time
@@ -37,6 +39,8 @@ log = logging.getLogger("snakepit.pool")
 
 HEALTH_INTERVAL = 0.5
 MAX_WAIT = 600.0
+# When set, /admin/* requires "Authorization: Bearer <token>"; the http/local drivers send it.
+ADMIN_TOKEN_ENV = "SNAKEPIT_ADMIN_TOKEN"
 AFFINITY_ENTRIES = 100_000
 
 
@@ -234,12 +238,13 @@ class Fleet:
 class FrontApp:
     """The HTTP routes of the front over one :class:`Fleet`."""
 
-    def __init__(self, fleet: Fleet, stop: asyncio.Event) -> None:
+    def __init__(self, fleet: Fleet, stop: asyncio.Event, admin_token: str | None = None) -> None:
         self.fleet = fleet
         self.stop = stop
+        self.admin_token = admin_token
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self._errors])
+        app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self._errors, self._admin_auth])
         r = app.router
         r.add_post("/tools/{name}", self.tool)
         r.add_get("/tools", self.tools)
@@ -262,6 +267,14 @@ class FrontApp:
             return await handler(request)
         except MigrateError as exc:
             return web.json_response(to_payload(exc), status=getattr(exc, "http_status", 400))
+
+    @web.middleware
+    async def _admin_auth(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+        if self.admin_token and request.path.startswith("/admin/"):
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.admin_token}".encode()):
+                return _error(401, "Unauthorized", f"the admin API needs 'Authorization: Bearer ${ADMIN_TOKEN_ENV}'")
+        return await handler(request)
 
     @staticmethod
     async def _body(request: web.Request) -> dict[str, Any]:
@@ -368,7 +381,8 @@ async def serve(spec: PoolSpec, instances: int, *, host: str = "127.0.0.1", port
     fleet = Fleet(spec, instances, run_dir, recorder=recorder)
     await fleet.start()
     stop = asyncio.Event()
-    runner = web.AppRunner(FrontApp(fleet, stop).app(), access_log=None, handle_signals=False)
+    front = FrontApp(fleet, stop, os.environ.get(ADMIN_TOKEN_ENV) or None)
+    runner = web.AppRunner(front.app(), access_log=None, handle_signals=False)
     try:
         await runner.setup()
         site = web.TCPSite(runner, host, port)

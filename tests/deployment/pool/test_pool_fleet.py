@@ -232,10 +232,27 @@ async def test_the_generic_adapter_is_hosted_by_dotted_path(fleet_dir: Path) -> 
         assert await generic_fleet.stop() == 0
 
 
-async def test_workers_do_not_outlive_a_killed_front(v1_config: Path, fleet_dir: Path) -> None:
+async def test_admin_token_and_workers_do_not_outlive_a_killed_front(
+        v1_config: Path, fleet_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp
+
+    from deployment.errors import BadInput
+    from deployment.fleet.http import HttpFleet
+
+    monkeypatch.setenv("SNAKEPIT_ADMIN_TOKEN", "s3cret")
     lone = await LocalFleet.start(v1_config, instances=1, port=0, extra_args=["--run-dir", str(fleet_dir / "lone")])
     assert lone.process is not None
     pids = [i["pid"] for i in (await lone._request("GET", f"{lone.admin}/instances"))["instances"]]
+    async with aiohttp.ClientSession() as http:  # traffic and health stay open, admin does not
+        async with http.post(f"{lone.url}/admin/instances/w1/drain") as resp:
+            assert resp.status == 401
+        async with http.get(f"{lone.url}/health") as resp:
+            assert resp.status == 200
+    monkeypatch.delenv("SNAKEPIT_ADMIN_TOKEN")
+    async with HttpFleet(lone.url) as tokenless:
+        with pytest.raises(BadInput, match="401"):
+            await tokenless.drain("w1")
+    assert (await call_tool(lone.url, "ping", "lone"))[0] == 200
     await lone.close()
     lone.process.kill()
     await lone.process.wait()
