@@ -1,8 +1,11 @@
 """Custom Python adapters and the generic adapter that replaces them.
 
-``analyzer`` reads adapter source statically (it never imports it) and says,
-per tool, whether it is one library call the generic adapter can make;
-``proposal`` turns that into a generic configuration; ``generic`` is the
-generic adapter itself; ``equivalence`` runs both on the same inputs in
-sandboxed subprocesses and compares what comes back.
+Pure analysis (reads source as text, never imports it): ``source`` (safe
+reading and module bindings), ``hierarchy`` (classes and bases across files),
+``discovery`` (every way a tool is reachable), ``scope``/``evidence``/
+``classify`` (one library call with its mapping, or the reasons it is not),
+``analyzer`` (the entry point), ``proposal`` (the generic configuration).
+Running code: ``generic`` (the generic adapter), ``jsonify`` (results as
+JSON), ``casegen`` (inputs from annotations), ``sandbox`` (one side of a
+comparison in a child process) and ``equivalence`` (both sides compared).
 """

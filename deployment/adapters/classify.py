@@ -12,65 +12,13 @@ from __future__ import annotations
 
 import ast
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from deployment.adapters.model import Mapping, Param, Reason, REASON_ORDER
-from deployment.adapters.source import BUILTIN_NAMES, ModuleIndex, literal
-
-SESSION_ATTRS = frozenset({"session_context", "context", "session", "session_id", "ctx", "_session_context"})
-SESSION_METHODS = frozenset(
-    {"get_variable", "set_variable", "register_variable", "update_variable", "get_variables", "delete_variable",
-     "watch_variable", "list_variables", "get_session", "register_program", "get_program"}
-)
-HOST_ATTRS = frozenset({"call_host", "host_call", "call_elixir", "call_elixir_tool", "elixir_tools"})
-PICKLE_MODULES = frozenset({"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "marshal", "shelve"})
-PICKLE_FUNCTIONS = frozenset({"pandas.read_pickle", "torch.load", "torch.save", "numpy.load"})
-IO_MODULES = frozenset(
-    {"os", "io", "pathlib", "shutil", "socket", "ssl", "urllib", "http", "requests", "httpx", "aiohttp", "ftplib",
-     "smtplib", "sqlite3", "tempfile", "glob", "subprocess", "boto3", "psycopg2", "asyncpg", "redis", "fileinput",
-     "mmap", "zipfile", "tarfile", "csv", "logging", "webbrowser", "telnetlib", "xmlrpc", "grpc"}
-)
-IO_FUNCTIONS = frozenset(
-    {"builtins.open", "builtins.print", "builtins.input", "numpy.save", "numpy.savez", "numpy.loadtxt",
-     "numpy.savetxt", "numpy.genfromtxt", "numpy.fromfile", "time.sleep"}
-)
-IO_METHODS = frozenset(
-    {"read", "write", "readline", "readlines", "writelines", "read_text", "write_text", "read_bytes", "write_bytes",
-     "to_csv", "to_json", "to_parquet", "to_excel", "to_sql", "to_hdf", "savefig", "urlopen", "recv", "send",
-     "sendall", "connect", "unlink", "mkdir"}
-)
-DYNAMIC_FUNCTIONS = frozenset(
-    {"builtins.getattr", "builtins.setattr", "builtins.eval", "builtins.exec", "builtins.compile",
-     "builtins.__import__", "builtins.globals", "builtins.locals", "builtins.vars", "importlib.import_module",
-     "importlib.__import__", "operator.attrgetter", "operator.methodcaller"}
-)
-STREAM_NAMES = frozenset({"StreamChunk"})
-# Methods every adapter inherits from its bridge base class.
-FRAMEWORK_METHODS = frozenset(
-    {"execute_tool", "call_tool", "initialize", "cleanup", "set_session_context", "get_tools",
-     "register_with_session", "register_with_session_async", "process_command", "register_command",
-     "get_supported_commands", "_register_commands", "_handle_unknown_command", "_create_tool_registration",
-     "_create_parameter_spec"}
-)
-
-
-@dataclass
-class Scope:
-    """What a tool body can see: its module, its class, its parameters and their conventions."""
-
-    index: ModuleIndex
-    qualname: str
-    self_name: str | None = "self"
-    class_methods: frozenset[str] = frozenset()
-    class_names: frozenset[str] = frozenset()
-    ctx_param: str | None = None  # a session-context parameter (handler objects, execute_tool)
-    args_dict: str | None = None  # the dict parameter of command handlers and if-chain branches
-    params: list[Param] = field(default_factory=list)
-
-    def reason(self, category: str, detail: str, node: ast.AST) -> Reason:
-        line = getattr(node, "lineno", 0)
-        return Reason(category, detail, line, self.index.text(line))
+from deployment.adapters.evidence import scan
+from deployment.adapters.model import REASON_ORDER, Mapping, Param, Reason
+from deployment.adapters.scope import Resolver, Scope, body_of, dict_key, dict_params
+from deployment.adapters.source import literal
 
 
 @dataclass
@@ -79,210 +27,6 @@ class Classification:
     mapping: Mapping | None
     reasons: list[Reason]
 
-
-def body_of(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
-    """The statements of ``fn`` without its docstring."""
-    body = list(fn.body)
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-        body = body[1:]
-    return body
-
-
-def signature_params(fn: ast.FunctionDef | ast.AsyncFunctionDef, skip: int) -> tuple[list[Param], list[str]]:
-    """Parameters after the first ``skip`` positional ones (``*args``/``**kwargs`` last, with their stars),
-    and the bare names of ``*args``/``**kwargs``."""
-    a = fn.args
-    positional = [*a.posonlyargs, *a.args]
-    defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
-    pairs = list(zip(positional, defaults))[skip:]
-    pairs += list(zip(a.kwonlyargs, a.kw_defaults))
-    params = [_param(arg, default) for arg, default in pairs]
-    for star, v in (("*", a.vararg), ("**", a.kwarg)):
-        if v is not None:
-            params.append(Param(star + v.arg, ast.unparse(v.annotation) if v.annotation else None, None, False))
-    return params, [v.arg for v in (a.vararg, a.kwarg) if v is not None]
-
-
-def _param(arg: ast.arg, default: ast.expr | None) -> Param:
-    annotation = ast.unparse(arg.annotation) if arg.annotation is not None else None
-    if default is None:
-        return Param(arg.arg, annotation)
-    ok, value = literal(default)
-    return Param(arg.arg, annotation, value if ok else None, False, None if ok else ast.unparse(default))
-
-
-def dict_params(body: list[ast.stmt], dict_name: str) -> list[Param]:
-    """Parameters of a command handler, read from ``args["x"]`` and ``args.get("x", default)``."""
-    found: dict[str, Param] = {}
-    for node in _walk(body):
-        key, default = _dict_key(node, dict_name)
-        if key is None or key in found:
-            continue
-        if default is _REQUIRED:
-            found[key] = Param(key)
-        else:
-            ok, value = literal(default) if default is not None else (True, None)
-            found[key] = Param(key, None, value if ok else None, False, None if ok else ast.unparse(default))
-    return list(found.values())
-
-
-_REQUIRED = object()
-
-
-def _dict_key(node: ast.AST, dict_name: str) -> tuple[str | None, Any]:
-    if (
-        isinstance(node, ast.Subscript)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == dict_name
-        and isinstance(node.slice, ast.Constant)
-        and isinstance(node.slice.value, str)
-    ):
-        return node.slice.value, _REQUIRED
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "get"
-        and isinstance(node.func.value, ast.Name)
-        and node.func.value.id == dict_name
-        and node.args
-        and isinstance(node.args[0], ast.Constant)
-        and isinstance(node.args[0].value, str)
-        and not node.keywords
-        and len(node.args) <= 2
-    ):
-        return node.args[0].value, node.args[1] if len(node.args) == 2 else None
-    return None, None
-
-
-def _walk(stmts: list[ast.stmt]):
-    for stmt in stmts:
-        yield from ast.walk(stmt)
-
-
-def local_names(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-    """Every name ``fn`` binds: parameters, assignments, loop targets, local imports."""
-    a = fn.args
-    names = {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs]}
-    names |= {v.arg for v in (a.vararg, a.kwarg) if v is not None}
-    for node in ast.walk(fn):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-    return names
-
-
-def local_imports(body: list[ast.stmt]) -> dict[str, str]:
-    """Imports made inside a function body, as local name -> dotted origin."""
-    found: dict[str, str] = {}
-    for node in _walk(body):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                found[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                found[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return found
-
-
-class _Resolver:
-    """Resolve a call's function expression to a dotted library target, if it is one."""
-
-    def __init__(self, scope: Scope, fn: ast.FunctionDef | ast.AsyncFunctionDef, body: list[ast.stmt]) -> None:
-        self.scope = scope
-        self.imports = {**scope.index.imports, **local_imports(body)}
-        self.locals = local_names(fn) - set(local_imports(body))
-
-    def target(self, node: ast.AST) -> str | None:
-        chain: list[str] = []
-        while isinstance(node, ast.Attribute):
-            chain.append(node.attr)
-            node = node.value
-        if not isinstance(node, ast.Name) or node.id in self.locals:
-            return None
-        root = node.id
-        index = self.scope.index
-        if root in self.imports:
-            base = self.imports[root]
-        elif root in BUILTIN_NAMES and not (root in index.functions or root in index.classes or root in index.mutable or root in index.constants):
-            base = f"builtins.{root}"
-        else:
-            return None
-        return ".".join([base, *reversed(chain)])
-
-
-def scan(body: list[ast.stmt], scope: Scope, resolver: _Resolver) -> list[Reason]:
-    """Evidence, first per category, of what keeps a body from migrating automatically."""
-    found: dict[str, Reason] = {}
-
-    def add(category: str, detail: str, node: ast.AST) -> None:
-        if category not in found:
-            found[category] = scope.reason(category, detail, node)
-
-    index = scope.index
-    for node in _walk(body):
-        if isinstance(node, (ast.Yield, ast.YieldFrom)):
-            add("streaming", "yields results", node)
-        elif isinstance(node, ast.Name):
-            if node.id in STREAM_NAMES:
-                add("streaming", f"uses {node.id}", node)
-            elif scope.ctx_param and node.id == scope.ctx_param and isinstance(node.ctx, ast.Load):
-                add("session_context", f"uses the context parameter `{node.id}`", node)
-            elif node.id in index.mutable and node.id not in resolver.locals:
-                add("module_state", f"uses module-level `{node.id}` (bound at line {index.mutable[node.id]})", node)
-            elif node.id in scope.class_names and node.id not in resolver.locals:
-                add("adapter_state", f"uses class `{node.id}` attributes", node)
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            add("module_state", f"declares {'global' if isinstance(node, ast.Global) else 'nonlocal'} {', '.join(node.names)}", node)
-        elif isinstance(node, ast.Attribute):
-            _scan_attribute(node, scope, add)
-        elif isinstance(node, ast.Call):
-            _scan_call(node, scope, resolver, add)
-    return [found[c] for c in REASON_ORDER if c in found]
-
-
-def _scan_attribute(node: ast.Attribute, scope: Scope, add) -> None:
-    attr = node.attr
-    if attr in SESSION_METHODS:
-        add("session_context", f"calls session method `{attr}`", node)
-    if "elixir" in attr.lower() or attr in HOST_ATTRS:
-        add("host_callback", f"uses `{attr}` to reach the host", node)
-    if isinstance(node.value, ast.Name) and scope.self_name and node.value.id == scope.self_name:
-        if attr in SESSION_ATTRS:
-            add("session_context", f"uses self.{attr}", node)
-        elif attr in scope.class_methods or attr in FRAMEWORK_METHODS:
-            add("composite_logic", f"calls the adapter's own method self.{attr}()", node)
-        elif "elixir" not in attr.lower() and attr not in HOST_ATTRS:
-            add("adapter_state", f"uses adapter state self.{attr}", node)
-
-
-def _scan_call(node: ast.Call, scope: Scope, resolver: _Resolver, add) -> None:
-    func = node.func
-    if isinstance(func, ast.Subscript):
-        add("dynamic_dispatch", f"calls a function looked up at run time: {ast.unparse(func)}", node)
-        return
-    target = resolver.target(func)
-    if target is None:
-        if isinstance(func, ast.Attribute):
-            if func.attr in {"read_pickle", "to_pickle"}:
-                add("pickle", f"calls .{func.attr}()", node)
-            elif func.attr in IO_METHODS:
-                add("io", f"calls .{func.attr}()", node)
-        return
-    root = target.split(".")[0]
-    if root in PICKLE_MODULES or target in PICKLE_FUNCTIONS:
-        add("pickle", f"calls {target}", node)
-    elif root in IO_MODULES or target in IO_FUNCTIONS or _is_io_function(target):
-        add("io", f"calls {target}", node)
-    elif target in DYNAMIC_FUNCTIONS:
-        add("dynamic_dispatch", f"calls {target.removeprefix('builtins.')}", node)
-
-
-def _is_io_function(target: str) -> bool:
-    module, _, function = target.rpartition(".")
-    return module.split(".")[0] in {"pandas", "polars", "pyarrow"} and (
-        function.startswith("read_") or function.startswith("to_")
-    )
 
 
 def classify(
@@ -294,7 +38,7 @@ def classify(
 ) -> Classification:
     """Classify ``fn`` (or the given ``body`` of it, e.g. one branch of an if-chain)."""
     body = body_of(fn) if body is None else body
-    resolver = _Resolver(scope, fn, body)
+    resolver = Resolver(scope, fn, body)
     params = dict_params(body, scope.args_dict) if scope.args_dict else list(scope.params)
     reasons: dict[str, Reason] = {}
     for r in [*extra, *scan(body, scope, resolver)]:
@@ -310,7 +54,7 @@ def classify(
     return Classification(params, mapping, ordered)
 
 
-def _single_call(fn, body, scope: Scope, resolver: _Resolver, params: list[Param]) -> Mapping | Reason:
+def _single_call(fn, body, scope: Scope, resolver: Resolver, params: list[Param]) -> Mapping | Reason:
     """The mapping when ``body`` is one library call on parameters and constants, else why not."""
     a = fn.args
     if scope.args_dict is None:
@@ -423,7 +167,7 @@ def _arg_source(node: ast.AST, scope: Scope, params, param_names, aliases) -> di
         if node.id in scope.index.constants:
             return _const(scope.index.constants[node.id])
     if scope.args_dict:
-        key, _ = _dict_key(node, scope.args_dict)
+        key, _ = dict_key(node, scope.args_dict)
         if key is not None:
             return {"param": key}
     ok, value = literal(node)
@@ -432,7 +176,7 @@ def _arg_source(node: ast.AST, scope: Scope, params, param_names, aliases) -> di
     return None
 
 
-def _mapping(call: ast.Call, scope: Scope, resolver: _Resolver, params, param_names, aliases, wrap) -> Mapping | Reason:
+def _mapping(call: ast.Call, scope: Scope, resolver: Resolver, params, param_names, aliases, wrap) -> Mapping | Reason:
     index = scope.index
     func = call.func
     root = func
@@ -470,7 +214,8 @@ def _mapping(call: ast.Call, scope: Scope, resolver: _Resolver, params, param_na
 def _whole_dict_used(dict_name: str, call: ast.Call) -> bool:
     allowed: set[int] = set()
     for node in ast.walk(call):
-        key, _ = _dict_key(node, dict_name)
+        key, _ = dict_key(node, dict_name)
         if key is not None:
             allowed.add(id(node.value if isinstance(node, ast.Subscript) else node.func.value))
     return any(isinstance(n, ast.Name) and n.id == dict_name and id(n) not in allowed for n in ast.walk(call))
+
