@@ -25,6 +25,9 @@ class InstanceInfo(BaseModel):
     config_version: str | None = None
     adapter: str | None = None
     in_flight: int = 0
+    # What the instance reports of its session access, e.g. {"mode": "direct", "store": ...};
+    # a SessionRouter reports the routing mode it has acknowledged here.
+    sessions: dict[str, Any] | None = None
 
 
 class MigrationMark(BaseModel):

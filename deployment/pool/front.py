@@ -229,8 +229,11 @@ class Fleet:
         assert self._http is not None
         try:
             async with self._http.get(f"{proc.url}/ready", timeout=aiohttp.ClientTimeout(total=2.0)) as resp:
-                inst.healthy = resp.status == 200 and inst.process is proc
-        except (aiohttp.ClientError, TimeoutError):
+                ready = await resp.json(content_type=None) if resp.status == 200 else {}
+            if inst.process is proc:
+                inst.healthy = bool(ready)
+                proc.sessions = ready.get("sessions")
+        except (aiohttp.ClientError, TimeoutError, ValueError):
             if inst.process is proc:
                 inst.healthy = False
 

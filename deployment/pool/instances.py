@@ -37,6 +37,7 @@ class WorkerProcess:
     port: int
     spec: PoolSpec
     tools: list[dict[str, Any]]
+    sessions: dict[str, Any] | None = None  # the worker's SessionAccess.describe(), refreshed by health checks
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -101,6 +102,7 @@ class Instance:
             "port": proc.port if proc else None,
             "restarts": self.restarts,
             "last_error": self.last_error,
+            "sessions": proc.sessions if proc else None,
         }
 
     # -- traffic accounting (synchronous: no await between pick and acquire) --
@@ -232,7 +234,8 @@ class Instance:
             raise InstanceStartFailed(self.id, cause)
         log.info("%s: worker pid %d serving %s (config %s) on port %d",
                  self.id, proc.pid, spec.adapter, spec.version, hello["port"])
-        worker = WorkerProcess(proc=proc, port=int(hello["port"]), spec=spec, tools=hello.get("tools", []))
+        worker = WorkerProcess(proc=proc, port=int(hello["port"]), spec=spec, tools=hello.get("tools", []),
+                               sessions=hello.get("sessions"))
         worker.idle.set()
         return worker
 

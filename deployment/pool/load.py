@@ -40,6 +40,8 @@ class LoadReport(BaseModel):
     error_kinds: dict[str, int]
     latency_ms: dict[str, float]
     achieved_rate: float
+    # Per session, the result of its last successful call (completion order); with ``keep_results``.
+    last_results: dict[str, Any] | None = None
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -86,13 +88,19 @@ async def pick_tool(http: aiohttp.ClientSession, url: str) -> str:
 
 
 async def run_load(url: str, rate: float, duration: float, sessions: int = 10, *,
-                   tool: str | None = None, arguments: dict[str, Any] | None = None) -> LoadReport:
-    """Drive ``POST {url}/tools/{tool}`` at ``rate``/s for ``duration`` s and report."""
+                   tool: str | None = None, arguments: dict[str, Any] | None = None,
+                   keep_results: bool = False) -> LoadReport:
+    """Drive ``POST {url}/tools/{tool}`` at ``rate``/s for ``duration`` s and report.
+
+    With ``keep_results`` the report holds each session's last result, so a test
+    can check that what clients were last told is what the store holds.
+    """
     url = url.rstrip("/")
     check_target(url, rate, duration, sessions)
     total = int(rate * duration)
     latencies: list[float] = []
     kinds: dict[str, int] = {}
+    last: dict[str, Any] = {}
     gate = asyncio.Semaphore(MAX_OUTSTANDING)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_OUTSTANDING)) as http:
         name = tool or await pick_tool(http, url)
@@ -107,6 +115,8 @@ async def run_load(url: str, rate: float, duration: float, sessions: int = 10, *
                     if resp.status != 200:
                         err = payload.get("error") if isinstance(payload, dict) else None
                         kind = f"http_{resp.status}" + (f"_{err.get('type')}" if isinstance(err, dict) else "")
+                    elif keep_results:
+                        last[body["session_id"]] = payload.get("result")
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 kind = type(exc).__name__
             finally:
@@ -134,4 +144,5 @@ async def run_load(url: str, rate: float, duration: float, sessions: int = 10, *
         latency_ms={"p50": round(percentile(latencies, 50), 3), "p95": round(percentile(latencies, 95), 3),
                     "p99": round(percentile(latencies, 99), 3), "max": round(latencies[-1] if latencies else 0.0, 3)},
         achieved_rate=round(total / elapsed, 3) if elapsed > 0 else 0.0,
+        last_results=last if keep_results else None,
     )

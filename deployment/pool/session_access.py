@@ -32,6 +32,11 @@ class SessionAccess(Protocol):
         """Release the store connections."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """What the instance reports about its sessions (``/ready``, the admin API):
+        at least ``mode``; a router adds what a migration waits on, e.g. the mode it acknowledged."""
+        ...
+
 
 def apply_changes(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
     """A map with one field's ``{"set": {...}, "deleted": [...]}`` applied (pure)."""
@@ -72,6 +77,9 @@ class StoreSessionAccess:
 
     async def close(self) -> None:
         await self.store.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": "direct", "store": self.store.display}
 
 
 async def open_session_access(store_url: str, ttl: int) -> SessionAccess:

@@ -57,7 +57,8 @@ class Worker:
 
     def describe(self) -> dict[str, Any]:
         return {"instance": self.instance_id, "adapter": self.host.path, "config_version": self.version,
-                "tools": self.host.tools, "in_flight": self.in_flight, "pid": os.getpid()}
+                "tools": self.host.tools, "in_flight": self.in_flight, "pid": os.getpid(),
+                "sessions": self.sessions.describe()}
 
     async def ready(self, request: web.Request) -> web.Response:
         return web.json_response(self.describe())

@@ -50,7 +50,7 @@ async def test_calls_are_balanced_and_sessions_go_through_the_store(fleet: Local
     assert status == 500 and "boom" in body["error"]["message"]
 
 
-async def test_health_has_exactly_the_contract_shape(fleet: LocalFleet) -> None:
+async def test_health_has_exactly_the_contract_shape(fleet: LocalFleet, store_url: str) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
@@ -63,6 +63,8 @@ async def test_health_has_exactly_the_contract_shape(fleet: LocalFleet) -> None:
     for inst in body["instances"]:
         assert set(inst) == {"id", "state", "config_version", "adapter"}
         assert inst["state"] == "serving" and inst["adapter"] == "fleet_adapters.CounterAdapter"
+    for inst in await fleet.list_instances():  # the admin view adds what the instances report
+        assert inst.sessions == {"mode": "direct", "store": store_url} and inst.in_flight == 0
 
 
 async def test_wait_idle_waits_for_the_request_in_flight(fleet: LocalFleet) -> None:
@@ -109,7 +111,7 @@ async def test_bad_configs_keep_the_old_config_serving(fleet: LocalFleet, fleet_
 
 async def test_rolling_restart_under_load_fails_no_request(fleet: LocalFleet, fleet_dir: Path, store_url: str) -> None:
     v2 = fleet_config("fleet_adapters.CounterAdapterV2", "v2", store_url)
-    load = asyncio.create_task(run_load(fleet.url, rate=25, duration=8, sessions=5, tool="incr"))
+    load = asyncio.create_task(run_load(fleet.url, rate=25, duration=8, sessions=5, tool="incr", keep_results=True))
     await asyncio.sleep(0.5)
     await fleet.set_migration("mig-1", "rolling_restart")
     health = await fleet.health()
@@ -131,8 +133,10 @@ async def test_rolling_restart_under_load_fails_no_request(fleet: LocalFleet, fl
     assert {(await call_tool(fleet.url, "ping", "after"))[1]["result"]["version"] for _ in range(6)} == {"v2"}
     async with open_store(store_url) as store:
         records = await store.read_many([f"load-{k}" for k in range(5)])
-    # every increment landed: calls of one session are serialised, none was lost across restarts
+    # every increment landed: calls of one session are serialised, none was lost across restarts,
+    # and what each client was last told is what the store holds
     assert sum(r["metadata"]["counter"] for r in records.values()) == 200
+    assert report.last_results == {sid: r["metadata"]["counter"] for sid, r in records.items()}
 
 
 async def test_a_killed_worker_comes_back_by_itself(fleet: LocalFleet) -> None:
