@@ -38,6 +38,7 @@ from deployment.pool.sample import CallRecorder
 log = logging.getLogger("snakepit.pool")
 
 HEALTH_INTERVAL = 0.5
+FAILED_CHECKS_DOWN = 2  # consecutive failed /ready checks before a live process counts as down
 MAX_WAIT = 600.0
 # When set, /admin/* requires "Authorization: Bearer <token>"; the http/local drivers send it.
 ADMIN_TOKEN_ENV = "SNAKEPIT_ADMIN_TOKEN"
@@ -230,12 +231,19 @@ class Fleet:
         try:
             async with self._http.get(f"{proc.url}/ready", timeout=aiohttp.ClientTimeout(total=2.0)) as resp:
                 ready = await resp.json(content_type=None) if resp.status == 200 else {}
-            if inst.process is proc:
-                inst.healthy = bool(ready)
-                proc.sessions = ready.get("sessions")
         except (aiohttp.ClientError, TimeoutError, ValueError):
-            if inst.process is proc:
-                inst.healthy = False
+            ready = {}
+        if inst.process is not proc:
+            return
+        if ready:
+            inst.healthy, inst.failed_checks = True, 0
+            proc.sessions = ready.get("sessions")
+            return
+        inst.failed_checks += 1
+        if inst.failed_checks >= FAILED_CHECKS_DOWN and inst.healthy:
+            log.warning("%s: worker pid %d failed %d health checks; taking it out of service",
+                        inst.id, proc.proc.pid, inst.failed_checks)
+            inst.healthy = False
 
 
 class FrontApp:

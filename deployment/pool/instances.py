@@ -75,6 +75,7 @@ class Instance:
         self.in_flight = 0
         self.restarts = 0
         self.failed_respawns = 0
+        self.failed_checks = 0
         self.last_error: str | None = None
         self._idle = asyncio.Event()
         self._idle.set()
