@@ -63,3 +63,23 @@ def test_module_path_with_one_adapter_class(tmp_path: Path, monkeypatch: pytest.
     assert load_adapter_class("onepkg.generic").__name__ == "GenericAdapter"
     sys.modules.pop("onepkg.generic", None)
     sys.modules.pop("onepkg", None)
+
+
+def test_async_hooks_and_cleanup_after_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "async_adapter.py").write_text(
+        "from snakepit_bridge.base_adapter import BaseAdapter, tool\n"
+        "from snakepit_bridge.logging_config import get_logger\n"
+        "EVENTS = []\n"
+        "class AsyncAdapter(BaseAdapter):\n"
+        "    async def initialize(self):\n        EVENTS.append('init')\n"
+        "    async def execute_tool(self, tool_name, arguments, context):\n"
+        "        if tool_name == 'fail':\n            raise RuntimeError('no')\n"
+        "        return {'tool': tool_name, 'session': context.session_id}\n"
+        "    def cleanup(self):\n        EVENTS.append('cleanup')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    host = AdapterHost(load_adapter_class("async_adapter.AsyncAdapter"))
+    assert host.call("anything", {}, SessionContext("a1")) == {"tool": "anything", "session": "a1"}
+    with pytest.raises(RuntimeError):
+        host.call("fail", {}, SessionContext("a1"))
+    assert sys.modules["async_adapter"].EVENTS == ["init", "cleanup", "init", "cleanup"]
+    sys.modules.pop("async_adapter", None)
