@@ -83,3 +83,28 @@ def test_async_hooks_and_cleanup_after_a_failure(tmp_path: Path, monkeypatch: py
         host.call("fail", {}, SessionContext("a1"))
     assert sys.modules["async_adapter"].EVENTS == ["init", "cleanup", "init", "cleanup"]
     sys.modules.pop("async_adapter", None)
+
+
+def test_only_thread_safe_adapters_run_concurrently(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    (tmp_path / "meet_adapters.py").write_text(
+        "import threading\n"
+        "from snakepit_bridge.base_adapter import BaseAdapter\n"
+        "from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter\n"
+        "class Meet:\n"
+        "    barrier = None\n"
+        "    def meet(self):\n        self.barrier.wait()\n        return 'met'\n"
+        "class Shared(Meet, ThreadSafeAdapter):\n    pass\n"
+        "class Plain(Meet, BaseAdapter):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, expect_meeting in (("Shared", True), ("Plain", False)):
+        cls = load_adapter_class(f"meet_adapters.{name}")
+        cls.barrier = threading.Barrier(2, timeout=1.0)  # both calls must be inside the tool at once
+        host = AdapterHost(cls)
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(host.call, "meet", {}, SessionContext("m")) for _ in range(2)]
+            outcomes = [f.exception() is None for f in futures]
+        assert all(outcomes) is expect_meeting, name
+    sys.modules.pop("meet_adapters", None)
