@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import logging
 import sys
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -28,6 +29,9 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, **options: object
         workflows=all_workflows(),
         activities=all_activities(),
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=8),
+        # Heartbeats carry the copy cursor: send one at least every second, so a
+        # worker killed mid-copy costs at most about a second of batches.
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
         **options,  # type: ignore[arg-type]
     )
 

@@ -82,7 +82,11 @@ class SessionActivities:
         crash costs at most the batches since the last heartbeat.
         """
         details = activity.info().heartbeat_details
-        cursor = CopyCursor.model_validate(details[0]) if details else params.cursor
+        cursor = params.cursor
+        if details:  # a retry: continue from the last batch the failed attempt heartbeated
+            cursor = CopyCursor.model_validate(details[0])
+            cursor.resumes += 1
+            activity.logger.info("Resuming copy after batch %d (%d sessions copied)", cursor.batches, cursor.copied)
         digest = SetDigest.parse(cursor.digest)
         deadline = time.monotonic() + params.slice_seconds
         with as_application_errors(unreachable_is_transient=True):
@@ -112,6 +116,7 @@ class SessionActivities:
                         batches=cursor.batches + 1,
                         digest=str(digest),
                         finished=next_cursor is None,
+                        resumes=cursor.resumes,
                     )
                     activity.heartbeat(cursor)
                     await asyncio.sleep(0)
@@ -181,7 +186,7 @@ async def _inspect(params: StoresInput, source: SessionStore, target: SessionSto
         target_count=await target.count() if present else 0,
         conflicts=conflicts,
         conflict_sample=sorted(sample),
-        target_quota=target.max_sessions,
+        target_quota=target.quota,
     )
     _check_compatible(params, target, result)
     return result
@@ -213,7 +218,7 @@ def _check_compatible(params: StoresInput, target: SessionStore, found: InspectR
             non_retryable=True,
         )
     after = found.target_count + found.source_live - found.conflicts
-    if after > found.target_quota:
+    if found.target_quota is not None and after > found.target_quota:
         raise ApplicationError(
             f"target {target.display} would hold {after} sessions, over its quota of {found.target_quota}; "
             "raise it with ?max_sessions=N in the target URL",

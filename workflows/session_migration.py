@@ -155,6 +155,7 @@ class SessionMigrationWorkflow:
         result.sessions_copied = 0 if inp.dry_run else cursor.copied
         result.sessions_skipped_expired = cursor.skipped_expired
         result.batches = cursor.batches
+        result.copy_resumes = cursor.resumes
         result.source_digest = cursor.digest
         if inp.dry_run:
             return

@@ -55,7 +55,7 @@ class InspectResult(BaseModel):
     target_count: int
     conflicts: int
     conflict_sample: list[str] = []
-    target_quota: int
+    target_quota: int | None = None
 
 
 class TargetInput(BaseModel):
@@ -84,6 +84,7 @@ class CopyCursor(BaseModel):
     batches: int = 0
     digest: str = "0:" + "0" * 32
     finished: bool = False
+    resumes: int = Field(0, description="how many times a retried attempt resumed from a heartbeated cursor")
 
 
 class CopyInput(BaseModel):
@@ -139,6 +140,7 @@ class SessionMigrationResult(BaseModel):
     sessions_copied: int = 0
     sessions_skipped_expired: int = 0
     batches: int = 0
+    copy_resumes: int = 0
     source_digest: str | None = None
     target_digest: str | None = None
     target_before: BackupPoint | None = None

@@ -58,7 +58,12 @@ class SessionStore(ABC):
         self.url = url
         # False for a source: a missing file or table is an error, never silently created.
         self.create_missing = create
-        self.max_sessions = int(query_options(url).get("max_sessions", DEFAULT_MAX_SESSIONS))
+        quota = query_options(url).get("max_sessions")
+        if quota is not None and (not quota.isdigit() or int(quota) < 1):
+            raise BadInput(f"max_sessions={quota!r} in {redact_url(url)} is not a positive whole number")
+        # The quota stated in the URL; upstream's default applies to creates when none is.
+        self.quota: int | None = int(quota) if quota is not None else None
+        self.max_sessions = self.quota or DEFAULT_MAX_SESSIONS
 
     @property
     def display(self) -> str:
