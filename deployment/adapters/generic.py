@@ -17,6 +17,10 @@ and network entry points such as ``open``, ``socket.*``, ``urllib.*``).
 Nothing else is enforced: upstream's ``file_access``, ``network_access``,
 ``cache_config`` and ``execution`` keys are not implemented, so a library
 admitted here can do whatever its functions do.
+A mixed configuration names the custom adapter class in ``custom_adapter``
+and the tools it keeps in ``custom_tools``: those calls go to an instance of
+it, given the session context and initialized and cleaned up as the host
+would, so one worker pool serves both.
 ``execute_tool(tool_name, arguments, context)`` is the BaseAdapter
 entry point, so a worker hosts :class:`GenericAdapter` like a custom adapter;
 with no configuration given it reads the JSON file named by
@@ -119,6 +123,8 @@ class GenericConfig:
     libraries: list[Library]
     aliases: dict[str, Alias] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    custom_adapter: str | None = None  # "module.Class" serving the tools that stay custom
+    custom_tools: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, raw: Any, where: str = "generic config") -> "GenericConfig":
@@ -133,7 +139,16 @@ class GenericConfig:
         if not isinstance(aliases_raw, dict):
             raise GenericConfigError(f"{where}: 'tool_aliases' must be an object mapping tool names to calls")
         aliases = {name: _alias(name, a, f"{where}: tool_aliases.{name}") for name, a in aliases_raw.items()}
-        config = cls(libraries, aliases, raw)
+        custom_adapter = raw.get("custom_adapter")
+        if custom_adapter is not None and not (isinstance(custom_adapter, str) and _TARGET.match(custom_adapter)):
+            raise GenericConfigError(f"{where}: 'custom_adapter' must be a dotted 'module.Class' path or null, got {custom_adapter!r}")
+        custom_tools = raw.get("custom_tools", {})
+        if not isinstance(custom_tools, (dict, list)) or not all(isinstance(t, str) for t in custom_tools):
+            raise GenericConfigError(f"{where}: 'custom_tools' must be an object (or list) of tool names")
+        overlap = sorted(set(custom_tools) & set(aliases))
+        if overlap:
+            raise GenericConfigError(f"{where}: tool {overlap[0]!r} is both aliased and listed in custom_tools")
+        config = cls(libraries, aliases, raw, custom_adapter, frozenset(custom_tools))
         for name, alias in aliases.items():
             try:
                 config.check(alias.target)
@@ -286,31 +301,59 @@ class GenericAdapter:
         else:
             self.config = GenericConfig.parse(config)
         self.session_context: Any = None
+        # The class is imported now, so a worker that cannot load it fails at start; an
+        # instance is made only when a request needs a tool that stays custom.
+        self.custom_class = _load_custom(self.config.custom_adapter) if self.config.custom_adapter else None
+        self.custom: Any = None
 
     # BaseAdapter protocol -------------------------------------------------------------
 
     def set_session_context(self, session_context: Any) -> None:
-        """Accepted for the host's sake; generic calls never use it."""
+        """Generic calls never use the session; a custom tool's adapter gets it."""
         self.session_context = session_context
 
+    def cleanup(self) -> Any:
+        """The custom adapter's ``cleanup``, if this request used it (the host awaits a coroutine)."""
+        if self.custom is not None and callable(getattr(self.custom, "cleanup", None)):
+            return self.custom.cleanup()
+        return None
+
+    def _custom_adapter(self) -> Any:
+        """The custom adapter for this request, set up as the host would have."""
+        if self.custom is None:
+            self.custom = self.custom_class()  # type: ignore[misc]
+            if callable(getattr(self.custom, "set_session_context", None)):
+                self.custom.set_session_context(self.session_context)
+            if callable(getattr(self.custom, "initialize", None)):
+                result = self.custom.initialize()
+                if inspect.isawaitable(result):
+                    asyncio.run(_await(result))
+        return self.custom
+
     def get_tools(self) -> list[ToolMetadata]:
-        """The aliased tools and the generic ``call`` tool, as the bridge describes tools."""
+        """Aliased tools, the tools that stay custom, and the generic ``call`` tool."""
         tools = [ToolMetadata(a.name, f"generic call to {a.target}", parameters=[
             {"name": p["name"], "type": p.get("annotation", "any"), "required": p.get("required", True)} for p in a.params
         ]) for a in self.config.aliases.values()]
+        if self.custom_class is not None:
+            probe = self.custom_class()
+            described = {t.name: t for t in getattr(probe, "get_tools", list)() if isinstance(t, ToolMetadata)}
+            tools += [described.get(name) or ToolMetadata(name) for name in sorted(self.config.custom_tools)]
         tools.append(ToolMetadata(CALL_TOOL, "call an allowed library function by dotted path", parameters=[
             {"name": "target", "type": "str", "required": True}, {"name": "args", "type": "list", "required": False},
             {"name": "kwargs", "type": "dict", "required": False}]))
         return tools
 
     def execute_tool(self, tool_name: str, arguments: dict[str, Any] | None, context: Any = None) -> Any:
-        """Run an aliased tool, or ``call`` with ``{"target", "args", "kwargs"}``."""
+        """Run an aliased tool, a tool that stays custom, or ``call`` with ``{"target", "args", "kwargs"}``."""
         arguments = {} if arguments is None else arguments
         if not isinstance(arguments, dict):
             raise BadArguments(f"{tool_name}: arguments must be an object, got {type(arguments).__name__}")
         alias = self.config.aliases.get(tool_name)
         if alias is not None:
             return self._run_alias(alias, arguments)
+        if self.custom_class is not None and tool_name in self.config.custom_tools:
+            return self._custom_adapter().execute_tool(tool_name, arguments, context)
         if tool_name == CALL_TOOL:
             unknown = set(arguments) - {"target", "args", "kwargs"}
             if unknown:
@@ -372,6 +415,18 @@ class GenericAdapter:
         if alias.wrap is None:
             return result
         return {**alias.wrap.get("constants", {}), alias.wrap["result_key"]: result}
+
+
+def _load_custom(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except Exception as exc:  # the custom adapter's own import failing
+        raise GenericConfigError(f"custom_adapter {path}: cannot be loaded ({type(exc).__name__}: {exc})",
+                                 hint="the worker must be able to import the custom adapter as before") from None
+    if not isinstance(cls, type) or not callable(getattr(cls, "execute_tool", None)):
+        raise GenericConfigError(f"custom_adapter {path}: not an adapter class with execute_tool")
+    return cls
 
 
 async def _await(awaitable: Any) -> Any:

@@ -5,6 +5,8 @@ tool names) and its module and function are admitted by exactly one
 library's ``allowed_modules`` and ``function_filters``; nothing else is
 admitted.  Tools that are not migratable are listed under ``custom_tools``
 with their reasons: they stay on the custom adapter (a mixed configuration).
+When they all belong to one BaseAdapter class, ``custom_adapter`` names it
+and the generic adapter serves them through it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from typing import Any
 
 from deployment.adapters.generic import DEFAULT_BLOCKED_FUNCTIONS
-from deployment.adapters.model import AnalysisReport, Tool
+from deployment.adapters.model import BASE_ADAPTER, AnalysisReport, Tool
 
 PIP_NAMES = {"sklearn": "scikit-learn", "PIL": "Pillow", "cv2": "opencv-python", "yaml": "PyYAML",
              "skimage": "scikit-image", "bs4": "beautifulsoup4", "dateutil": "python-dateutil"}
@@ -68,10 +70,14 @@ def propose_config(report: AnalysisReport) -> dict[str, Any]:
         aliases.pop(name)
         custom[name] = {"adapter": ", ".join(conflicts[name]), "reasons": ["conflicting_mappings"]}
     local = {a.module.split(".")[0] for a in report.adapters}
+    keeping = {info["adapter"] for info in custom.values()}
+    hosts = [a for a in report.adapters if a.name in keeping and a.generation == BASE_ADAPTER]
     return {
         "libraries": _libraries(aliases.values(), local),
         "tool_aliases": dict(sorted(aliases.items())),
         "custom_tools": dict(sorted(custom.items())),
+        # One BaseAdapter keeping tools: the generic adapter serves them through it (one pool).
+        "custom_adapter": f"{hosts[0].module}.{hosts[0].name}" if len(hosts) == 1 and keeping == {hosts[0].name} else None,
     }
 
 

@@ -180,16 +180,18 @@ def test_replaying_recorded_calls_against_a_running_adapter(tmp_path, math_tools
         {"tool": "gcd", "arguments": {"a": 12, "b": 18}, "result": 6},
         {"tool": "gcd", "arguments": {"a": 7, "b": 21}, "result": 1},  # recorded from a different implementation
         {"tool": "mean", "arguments": {"values": [1, 2]}},  # no result: not replayed
-        {"tool": "cached_factorial", "arguments": {"n": 3}, "result": 6},  # not aliased: the call raises
+        {"tool": "cached_factorial", "arguments": {"n": 3}, "result": 6},  # stays custom: served by the custom adapter
+        {"tool": "_clamp", "arguments": {"x": -1}, "result": 0},  # private: no longer reachable at all
     ]
     traffic.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     records = read_records(traffic)
-    assert [r.has_result for r in records] == [True, True, True, True, False, True]
+    assert [r.has_result for r in records] == [True, True, True, True, False, True, True]
     adapter = GenericAdapter(config)
     verdicts = {v.tool: v for v in replay(records, lambda tool, args: adapter.execute_tool(tool, args, None))}
-    assert set(verdicts) == {"square_root", "gcd", "cached_factorial"}
+    assert set(verdicts) == {"square_root", "gcd", "cached_factorial", "_clamp"}
     assert (verdicts["square_root"].status, verdicts["square_root"].matches) == ("equivalent", 2)
     gcd = verdicts["gcd"]
     assert (gcd.status, gcd.cases, gcd.matches) == ("mismatch", 2, 1)
     assert gcd.first_mismatch == {"arguments": {"a": 7, "b": 21}, "recorded": 1, "replayed": {"ok": True, "value": 7}}
-    assert verdicts["cached_factorial"].first_mismatch["replayed"]["error"]["type"] == "UnknownTool"
+    assert (verdicts["cached_factorial"].status, verdicts["cached_factorial"].matches) == ("equivalent", 1)
+    assert verdicts["_clamp"].first_mismatch["replayed"]["error"]["type"] == "UnknownTool"

@@ -67,8 +67,11 @@ def test_aliases_call_the_mapped_functions(proposed):
         g.execute_tool("square_root", {}, None)
     with pytest.raises(BadArguments, match="unexpected keyword argument 'y'"):
         g.execute_tool("square_root", {"x": 1, "y": 2}, None)
-    with pytest.raises(UnknownTool, match="cached_factorial"):
-        g.execute_tool("cached_factorial", {"n": 3}, None)
+    # Tools that stay custom are served by the custom adapter; anything else is unknown.
+    assert proposed["custom_adapter"] == "base_adapter_tools.MathToolsAdapter"
+    assert g.execute_tool("cached_factorial", {"n": 3}, None) == 6
+    with pytest.raises(UnknownTool, match="_clamp"):
+        g.execute_tool("_clamp", {"x": -1}, None)
     # Library exceptions pass through unchanged, so they can be compared with the custom adapter's.
     with pytest.raises(ValueError, match="math domain error"):
         g.execute_tool("square_root", {"x": -1}, None)
@@ -190,12 +193,25 @@ def test_a_fleet_worker_hosts_the_generic_adapter_like_a_custom_one(tmp_path, mo
     path.write_text(json.dumps(proposed))
     monkeypatch.setenv(CONFIG_ENV, str(path))
     host = AdapterHost(GenericAdapter)
-    assert {t["name"] for t in host.tools} == {*proposed["tool_aliases"], "call"}
+    assert {t["name"] for t in host.tools} == {*proposed["tool_aliases"], *proposed["custom_tools"], "call"}
     assert next(t for t in host.tools if t["name"] == "round_to")["parameters"][1] == {
         "name": "ndigits", "type": "int", "required": False}
+    assert next(t for t in host.tools if t["name"] == "countdown")["supports_streaming"]  # the custom tool's own metadata
     assert host.call("round_to", {"x": 1.23456}, SessionContext("s1")) == 1.23
     with pytest.raises(BlockedFunction):
         host.call("call", {"target": "builtins.eval", "args": ["1"]}, SessionContext("s1"))
+    # The mixed configuration: stateful tools reach the custom adapter with the request's session.
+    assert host.call("session_hits", {}, SessionContext("s2", metadata={"hits": 3})) == 3
+    assert host.call("countdown", {"n": 2}, SessionContext("s2")) == [{"i": 2}, {"i": 1}]
+
+
+def test_a_custom_adapter_that_cannot_load_is_a_config_error(proposed):
+    with pytest.raises(GenericConfigError, match="custom_adapter nowhere.Adapter: cannot be loaded"):
+        GenericAdapter({**proposed, "custom_adapter": "nowhere.Adapter"})
+    with pytest.raises(GenericConfigError, match="both aliased and listed in custom_tools"):
+        GenericAdapter({**proposed, "custom_tools": {"gcd": {}}})
+    with pytest.raises(GenericConfigError, match="'custom_adapter' must be a dotted"):
+        GenericAdapter({**proposed, "custom_adapter": "no dots"})
 
 
 def test_aliases_outside_the_rules_are_refused_when_the_config_loads():
@@ -221,7 +237,8 @@ def test_conflicting_tool_names_across_adapters_stay_custom(tmp_path):
     assert config["libraries"][0]["function_filters"] == ["fabs"]
 
 
-def test_constants_must_survive_the_json_config(tmp_path):
+def test_constants_must_survive_the_json_config(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
     src = tmp_path / "consts.py"
     src.write_text(
         "from snakepit_bridge.base_adapter import BaseAdapter, tool\n"
