@@ -86,12 +86,13 @@ def wait_idle(instance: str, timeout: float = typer.Option(30.0, "--timeout"), f
 @pool_app.command("restart")
 def restart(instance: str, config: Path = typer.Option(..., "--config"),
             timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait until healthy"),
+            settle: float = typer.Option(0.0, "--settle", help="seconds it must then stay healthy"),
             fleet: str = FleetOpt, as_json: bool = JsonOpt) -> None:
     """Restart one instance on a config; on failure it keeps serving the old one."""
     from deployment.pool.config import read_config_file
 
     raw = read_config_file(config)
-    _show(run(_with_fleet(fleet, lambda f: f.restart(instance, raw, timeout))), as_json)
+    _show(run(_with_fleet(fleet, lambda f: f.restart(instance, raw, timeout, settle))), as_json)
 
 
 @pool_app.command("undrain")

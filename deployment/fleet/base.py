@@ -76,8 +76,10 @@ class FleetDriver(ABC):
         """Wait until the instance has no request in flight; DrainTimeout after ``timeout`` s."""
 
     @abstractmethod
-    async def restart(self, instance_id: str, config: dict[str, Any], timeout: float | None = None) -> InstanceInfo:
-        """Restart the instance on ``config`` and wait until healthy; InstanceStartFailed otherwise."""
+    async def restart(self, instance_id: str, config: dict[str, Any], timeout: float | None = None,
+                      settle: float = 0.0) -> InstanceInfo:
+        """Restart the instance on ``config`` and wait until healthy, then ``settle`` seconds more
+        of staying healthy; InstanceStartFailed (old config still serving) otherwise."""
 
     @abstractmethod
     async def undrain(self, instance_id: str) -> InstanceInfo:

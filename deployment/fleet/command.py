@@ -125,12 +125,14 @@ class CommandFleet(FleetDriver):
         await self._run("wait_idle", instance_id, {"SNAKEPIT_TIMEOUT": f"{timeout:g}"}, wait=timeout)
         return await self._find(instance_id)
 
-    async def restart(self, instance_id: str, config: dict[str, Any], timeout: float | None = None) -> InstanceInfo:
+    async def restart(self, instance_id: str, config: dict[str, Any], timeout: float | None = None,
+                      settle: float = 0.0) -> InstanceInfo:
         with tempfile.TemporaryDirectory(prefix="snakepit-hook-") as folder:
             config_file = Path(folder) / "config.json"
             config_file.write_text(json.dumps(config, indent=2, default=str))
-            env = {"SNAKEPIT_CONFIG_FILE": str(config_file), "SNAKEPIT_TIMEOUT": f"{timeout or self.timeout:g}"}
-            await self._run("restart", instance_id, env, wait=timeout or 0.0)
+            env = {"SNAKEPIT_CONFIG_FILE": str(config_file), "SNAKEPIT_TIMEOUT": f"{timeout or self.timeout:g}",
+                   "SNAKEPIT_SETTLE": f"{settle:g}"}
+            await self._run("restart", instance_id, env, wait=(timeout or 0.0) + settle)
         return await self._find(instance_id)
 
     async def undrain(self, instance_id: str) -> InstanceInfo:

@@ -72,12 +72,13 @@ class HttpFleet(FleetDriver):
                                       {"timeout": timeout}, wait=timeout)
         return InstanceInfo.model_validate(payload)
 
-    async def restart(self, instance_id: str, config: dict[str, Any], timeout: float | None = None) -> InstanceInfo:
-        body: dict[str, Any] = {"config": config}
+    async def restart(self, instance_id: str, config: dict[str, Any], timeout: float | None = None,
+                      settle: float = 0.0) -> InstanceInfo:
+        body: dict[str, Any] = {"config": config, "settle": settle}
         if timeout is not None:
             body["timeout"] = timeout
         payload = await self._request("POST", f"{self.admin}/instances/{instance_id}/restart", body,
-                                      wait=timeout or 60.0)
+                                      wait=(timeout or 60.0) + settle)
         return InstanceInfo.model_validate(payload)
 
     async def undrain(self, instance_id: str) -> InstanceInfo:

@@ -358,12 +358,14 @@ class FrontApp:
     async def restart(self, request: web.Request) -> web.Response:
         inst = self.fleet.instance(request.match_info["id"])
         body = await self._body(request)
-        config, timeout = body.get("config"), body.get("timeout")
+        config, timeout, settle = body.get("config"), body.get("timeout"), body.get("settle", 0)
         if not isinstance(config, dict):
             raise InstanceStartFailed(inst.id, "the restart names no config (a JSON object of Snakepit keys)")
         if timeout is not None and (not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_WAIT):
             return _error(400, "BadRequest", f"'timeout' must be a number of seconds in (0, {MAX_WAIT:g}]")
-        await inst.restart(config, timeout)
+        if not isinstance(settle, (int, float)) or not 0 <= settle <= MAX_WAIT:
+            return _error(400, "BadRequest", f"'settle' must be a number of seconds in [0, {MAX_WAIT:g}]")
+        await inst.restart(config, timeout, float(settle))
         return web.json_response(inst.describe())
 
     async def set_migration(self, request: web.Request) -> web.Response:

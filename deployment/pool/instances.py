@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from deployment.pool.config import PoolSpec, parse_pool_config
 from deployment.pool.errors import DrainTimeout, InstanceStartFailed, PoolConfigError
 
@@ -80,6 +82,7 @@ class Instance:
         self._idle = asyncio.Event()
         self._idle.set()
         self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- state --------------------------------------------------------------
     @property
@@ -138,8 +141,13 @@ class Instance:
             self.process = await self._spawn(self.spec)
             self.healthy = True
 
-    async def restart(self, raw_config: dict[str, Any], timeout: float | None = None) -> None:
-        """Replace the process with one on ``raw_config``; the old one serves until the swap."""
+    async def restart(self, raw_config: dict[str, Any], timeout: float | None = None, settle: float = 0.0) -> None:
+        """Replace the process with one on ``raw_config``; the old one serves until the swap.
+
+        The new process must hand shake within ``timeout`` and then stay healthy
+        for ``settle`` seconds; otherwise it is stopped, the old one is kept and
+        :class:`InstanceStartFailed` says why.
+        """
         try:
             spec = parse_pool_config(raw_config, self.spec.pool_name)
         except PoolConfigError as exc:
@@ -149,6 +157,7 @@ class Instance:
             self.restarting = True
             try:
                 new = await self._spawn(spec, timeout)
+                await self._settle(new, settle)
             except InstanceStartFailed as exc:
                 self.last_error = exc.cause
                 raise
@@ -159,7 +168,9 @@ class Instance:
             self.restarts += 1
             self.last_error = None
         if old is not None:
-            asyncio.create_task(self._retire(old))
+            task = asyncio.create_task(self._retire(old))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def respawn(self) -> None:
         """Bring a dead process back on the current config (the health loop's repair).
@@ -185,6 +196,31 @@ class Instance:
         """Stop the process (fleet shutdown)."""
         if self.process is not None:
             await self._terminate(self.process)
+
+    async def _settle(self, worker: WorkerProcess, seconds: float) -> None:
+        """Watch a new process for ``seconds``: it must stay alive and answer ``/ready``."""
+        if seconds <= 0:
+            return
+        deadline = time.monotonic() + seconds
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            while time.monotonic() < deadline:
+                problem = None
+                if not worker.alive:
+                    problem = f"the worker exited with {worker.proc.returncode}"
+                else:
+                    try:
+                        async with http.get(f"{worker.url}/ready", timeout=aiohttp.ClientTimeout(total=2.0)) as resp:
+                            if resp.status != 200:
+                                problem = f"/ready answered HTTP {resp.status}"
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        problem = f"/ready failed: {type(exc).__name__}"
+                if problem:
+                    await self._kill(worker.proc)
+                    tail = _log_tail(self.run_dir / f"{self.id}.log", 300)
+                    raise InstanceStartFailed(self.id, f"unhealthy within {seconds:g}s of starting "
+                                                       f"(adapter {worker.spec.adapter}): {problem}"
+                                                       + (f"; log: {tail}" if tail else ""))
+                await asyncio.sleep(0.2)
 
     async def _retire(self, old: WorkerProcess) -> None:
         try:

@@ -96,10 +96,11 @@ async def test_bad_configs_keep_the_old_config_serving(fleet: LocalFleet, fleet_
         (fleet_config("fleet_adapters.BrokenInitAdapter", "bad-3", store_url), "cannot load the model", None),
         ({"pools": []}, "cannot be loaded", None),
         (fleet_config("fleet_slow_import.SlowAdapter", "bad-4", store_url), "never became healthy within 1s", 1.0),
+        (fleet_config("fleet_adapters.CrashSoonAdapter", "bad-5", store_url), "unhealthy within 2s of starting", None),
     ]
     for config, cause, timeout in cases:
         with pytest.raises(InstanceStartFailed) as caught:
-            await fleet.restart("w1", config, timeout=timeout)
+            await fleet.restart("w1", config, timeout=timeout, settle=2.0)
         assert caught.value.instance == "w1" and cause in caught.value.cause
         assert "instance w1" in str(caught.value)
     after = await fleet.list_instances()
@@ -121,7 +122,7 @@ async def test_rolling_restart_under_load_fails_no_request(fleet: LocalFleet, fl
         assert previous["config_version"] in ("v1", "v2")
         await fleet.drain(inst.id)
         await fleet.wait_idle(inst.id, 10)
-        restarted = await fleet.restart(inst.id, v2, timeout=30)
+        restarted = await fleet.restart(inst.id, v2, timeout=30, settle=0.5)
         assert (restarted.config_version, restarted.state) == ("v2", "draining")
         assert (await fleet.undrain(inst.id)).state == "serving"
     assert not load.done(), "the load ended before the restarts did: the test proves nothing"
