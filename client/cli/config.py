@@ -152,12 +152,14 @@ def _rollback_id(migration_id: str) -> str:
     return f"{migration_id}-rollback-{uuid.uuid4().hex[:6]}"
 
 
-async def start_config_workflow(client: Client, params: dict[str, Any], migration_id: str | None = None) -> Any:
+async def start_config_workflow(
+    client: Client, params: dict[str, Any], migration_id: str | None = None, task_queue: str = TASK_QUEUE
+) -> Any:
     """Start ``ConfigMigration`` and return its result, also when it failed and was rolled back."""
     from workflows.config_migration import ConfigMigrationResult
 
     handle = await client.start_workflow(
-        "ConfigMigration", params, id=migration_id or f"config-{uuid.uuid4().hex[:8]}", task_queue=TASK_QUEUE,
+        "ConfigMigration", params, id=migration_id or f"config-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
         result_type=ConfigMigrationResult,
     )  # fmt: skip
     try:
@@ -169,9 +171,9 @@ async def start_config_workflow(client: Client, params: dict[str, Any], migratio
         raise MigrateError(f"config migration {handle.id} failed: {cause or exc}") from None
 
 
-async def rollback_config(client: Client, migration_id: str, force: bool = False) -> Any:
+async def rollback_config(client: Client, migration_id: str, force: bool = False, task_queue: str = TASK_QUEUE) -> Any:
     """Restore a completed config migration (what ``snakepit-migrate rollback ID`` runs for a ConfigMigration)."""
-    return await start_config_workflow(client, {"rollback_of": migration_id, "force": force}, _rollback_id(migration_id))
+    return await start_config_workflow(client, {"rollback_of": migration_id, "force": force}, _rollback_id(migration_id), task_queue)
 
 
 async def _run_workflow(params: dict[str, Any], address: str | None, json_out: bool, migration_id: str | None = None) -> int:

@@ -1,0 +1,139 @@
+"""The ConfigMigration workflow against a real Temporal dev server: backup, atomic write, validate, restore."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from config_corpus import snapshot
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.config_files import ConfigFileActivities, ValidateInput, digest
+from client import paths
+from client.cli.config import rollback_config, start_config_workflow
+from client.connect import client_options
+from deployment.config.errors import InvalidResult
+from workflows.config_migration import ConfigMigrationWorkflow
+
+
+@pytest.fixture(scope="module")
+async def env():
+    async with await WorkflowEnvironment.start_local(dev_server_existing_path=paths.temporal_cli(), **client_options()) as env:
+        yield env
+
+
+class FailingValidation(ConfigFileActivities):
+    """Validation that always fails after the write, to drive the compensation."""
+
+    @activity.defn(name="validate_config_files")
+    def validate_config_files(self, params: ValidateInput) -> list:
+        raise InvalidResult("validation failed on purpose")
+
+
+async def run(env, tmp_path: Path, params: dict, activities: ConfigFileActivities | None = None, rollback_of: str | None = None, force: bool = False):
+    queue = f"config-{uuid.uuid4().hex}"
+    acts = activities or ConfigFileActivities(tmp_path / "backups")
+    activities_ = [acts.plan_config_migration, acts.backup_config_files, acts.write_config_files, acts.validate_config_files, acts.restore_config_backup]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        async with Worker(env.client, task_queue=queue, workflows=[ConfigMigrationWorkflow], activities=activities_, activity_executor=pool):
+            return await _start(env, params, queue, rollback_of, force)
+
+
+async def _start(env, params: dict, queue: str, rollback_of: str | None, force: bool):
+    if rollback_of:
+        return await rollback_config(env.client, rollback_of, force, task_queue=queue)
+    return await start_config_workflow(env.client, params, task_queue=queue)
+
+
+async def test_migrate_then_rollback_restores_the_original_bytes(env, corpus, tmp_path) -> None:
+    folder = corpus("v0_5")
+    before = snapshot(folder)
+    result = await run(env, tmp_path, {"path": str(folder), "to_version": "0.10", "accept_findings": True})
+    assert result.status == "completed", result.error
+    assert (result.from_version, result.to_version) == ("0.5", "0.10")
+    assert sorted(Path(p).name for p in result.files_written) == ["config.exs", "prod.exs"]
+    after = snapshot(folder)
+    assert after["config.exs"] != before["config.exs"] and after["runtime.exs"] == before["runtime.exs"]
+    assert b"grpc_listener: %{mode: :external" in after["config.exs"]
+    assert not list(folder.glob(".*.tmp")), "no temporary file is left behind"
+    backup = result.backup
+    assert {Path(e.path).name: e.digest for e in backup.files} == {n: digest(before[n]) for n in ("config.exs", "prod.exs")}
+    assert all(Path(e.backup_copy).read_bytes() == before[Path(e.path).name] for e in backup.files)
+
+    again = await run(env, tmp_path, {"path": str(folder), "to_version": "0.10", "accept_findings": True})
+    assert again.status == "unchanged" and snapshot(folder) == after
+
+    undone = await run(env, tmp_path, {}, rollback_of=result.migration_id)
+    assert undone.status == "rolled_back" and len(undone.restored) == 2
+    assert snapshot(folder) == before
+
+
+async def test_failure_mid_write_restores_every_file_byte_for_byte(env, corpus, tmp_path) -> None:
+    folder = corpus("v0_5")
+    before = snapshot(folder)
+    result = await run(env, tmp_path, {"path": str(folder), "to_version": "0.10", "accept_findings": True, "fail_after_files": 1})
+    assert result.status == "rolled_back" and "injected failure" in result.error
+    assert [Path(p).name for p in result.restored] == ["config.exs"]
+    assert snapshot(folder) == before
+
+
+async def test_failed_validation_after_the_write_restores(env, corpus, tmp_path) -> None:
+    folder = corpus("v0_8")
+    before = snapshot(folder)
+    result = await run(env, tmp_path, {"path": str(folder), "to_version": "0.10"}, FailingValidation(tmp_path / "backups"))
+    assert result.status == "rolled_back" and "validation failed on purpose" in result.error
+    assert snapshot(folder) == before
+
+
+async def test_findings_not_accepted_are_refused_before_any_write(env, corpus, tmp_path) -> None:
+    folder = corpus("v0_3")
+    before = snapshot(folder)
+    result = await run(env, tmp_path, {"path": str(folder), "to_version": "0.6"})
+    assert result.status == "refused" and "accept-findings" in result.error and result.backup is None
+    assert snapshot(folder) == before
+    assert not (tmp_path / "backups").exists()
+
+
+async def test_rollback_refuses_a_file_edited_since_unless_forced(env, corpus, tmp_path) -> None:
+    folder = corpus("v0_8")
+    before = snapshot(folder)
+    result = await run(env, tmp_path, {"path": str(folder), "to_version": "0.10"})
+    assert result.status == "completed"
+    edited = (folder / "config.exs").read_bytes() + b"# edited by hand\n"
+    (folder / "config.exs").write_bytes(edited)
+    refused = await run(env, tmp_path, {}, rollback_of=result.migration_id)
+    assert refused.status == "failed" and "changed since the migration" in refused.error and "--force" in refused.error
+    assert (folder / "config.exs").read_bytes() == edited
+    forced = await run(env, tmp_path, {}, rollback_of=result.migration_id, force=True)
+    assert forced.status == "rolled_back" and snapshot(folder) == before
+
+
+async def test_invalid_input_is_a_clear_failure(env, tmp_path) -> None:
+    result_error = None
+    try:
+        await run(env, tmp_path, {"path": "", "to_version": ""})
+    except Exception as exc:  # no result attached: the input never became a migration
+        result_error = str(exc)
+    assert result_error and "needs 'path' and 'to_version'" in result_error
+
+
+def test_cli_migrate_and_rollback_end_to_end(env, corpus, tmp_path, monkeypatch, capsys) -> None:
+    from client.cli import main
+
+    monkeypatch.setenv("SNAKEPIT_MIGRATE_HOME", str(tmp_path / "home"))
+    address = env.client.service_client.config.target_host
+    folder = corpus("v0_8")
+    before = snapshot(folder)
+    assert main(["config", "migrate", str(folder), "--to", "0.10", "--address", address, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["status"] == "completed" and data["to_version"] == "0.10" and data["backup"]["files"]
+    assert {"migration_id", "from_version", "to_version", "changes", "findings", "backup", "status"} <= data.keys()
+    assert snapshot(folder) != before
+    assert main(["config", "rollback", data["migration_id"], "--address", address, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "rolled_back"
+    assert snapshot(folder) == before
