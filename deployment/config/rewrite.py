@@ -140,10 +140,18 @@ class _Planner:
         multiline = self._multiline(node)
         indent = self.indent_of(entries[0].pair_span.start) if multiline else ""
         last_survivor = survivors[-1] if survivors else None
+        runs = _runs(deleted)
         for after, keys in inserts.items():
+            texts = [self._pair_text(k, new[k], indent) for k in keys]
+            run = next((r for r in runs if r[0] == after + 1 and not self._own_lines(entries, r)), None)
+            if run is not None:
+                # pairs written inline that are going: the new ones take their place
+                self.add(entries[run[0]].pair_span.start, entries[run[-1]].pair_span.end, ", ".join(texts))
+                runs.remove(run)
+                continue
             later = any(i > after for i in survivors) or any(a > after for a in inserts)
-            self._insert(entries, after, [self._pair_text(k, new[k], indent) for k in keys], multiline, indent, later)
-        self._delete_runs(node, entries, deleted, call_level)
+            self._insert(entries, after, texts, multiline, indent, later)
+        self._delete_runs(node, entries, runs)
         if last_survivor is not None and last_survivor < len(entries) - 1 and not any(a >= last_survivor for a in inserts):
             old_trailing = self.comma_after(entries[-1].pair_span.end)
             closer = node.close_start
@@ -188,20 +196,19 @@ class _Planner:
             return
         self.add(e.pair_span.end, e.pair_span.end, "".join(f", {t}" for t in texts))
 
-    def _delete_runs(self, node: Value, entries: list[Entry], deleted: list[int], call_level: bool) -> None:
-        runs: list[list[int]] = []
-        for i in deleted:
-            if runs and runs[-1][-1] == i - 1:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
+    def _own_lines(self, entries: list[Entry], run: list[int]) -> bool:
+        """Whether every pair of ``run`` sits alone on its line(s)."""
+        return all(self.starts_line(entries[i].pair_span.start) and self.rest(entries[i].pair_span.end) is not None for i in run)
+
+    def _delete_runs(self, node: Value, entries: list[Entry], runs: list[list[int]]) -> None:
         for run in runs:
             first, last = entries[run[0]], entries[run[-1]]
-            own_lines = [(entries[i], self.rest(entries[i].pair_span.end)) for i in run]
-            if all(self.starts_line(e.pair_span.start) and m is not None for e, m in own_lines):
+            if self._own_lines(entries, run):
                 # one pair per line: delete each pair's own lines, keeping comment lines between them
-                for e, m in own_lines:
-                    self.add(self.line_start(e.pair_span.start), m.end(), "")
+                for i in run:
+                    m = self.rest(entries[i].pair_span.end)
+                    assert m is not None
+                    self.add(self.line_start(entries[i].pair_span.start), m.end(), "")
             elif run[-1] + 1 < len(entries):
                 self.add(first.pair_span.start, entries[run[-1] + 1].pair_span.start, "")
             elif run[0] > 0:
@@ -246,6 +253,17 @@ class _Planner:
             self.delete_statement(call)
         if rest:
             self.append_statement(call, rest)
+
+
+def _runs(indices: list[int]) -> list[list[int]]:
+    """Consecutive indices grouped: [1, 2, 4] -> [[1, 2], [4]]."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def rewrite_exs(exs: ExsFile, new_per_call: list[Config], hints: set[tuple[tuple, str, str]] | None = None) -> bytes:

@@ -17,7 +17,7 @@ from deployment.config.validate import is_valid, validate
 from deployment.config.values import Atom, Keywords, Module, Opaque, _key_text, render, same
 from deployment.errors import MigrateError
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 texts = st.text(alphabet=string.ascii_letters + string.digits + ' _-.#{}"\\', max_size=12)
 ints = st.integers(min_value=0, max_value=100_000)
@@ -86,20 +86,26 @@ v07 = st.tuples(v06, some(
 ERAS = {"0.3": v03, "0.5": v05, "0.6": v06, "0.7": v07}
 
 
-def elixir(cfg: dict) -> bytes:
-    """A config script that sets ``cfg``."""
+def elixir(cfg: dict, style: str) -> bytes:
+    """A config script that sets ``cfg``: one pair a line, all on one line, or one call per key."""
     if not cfg:
         return b"import Config\n"
-    body = ",\n".join(f"  {_key_text(k)} {render(v, 2, column=3 + len(k))}" for k, v in cfg.items())
+    if style == "inline":
+        body = ", ".join(f"{_key_text(k)} {render(v, 0, width=10_000)}" for k, v in cfg.items())
+        return f"import Config\nconfig :snakepit, {body}\n".encode()
+    if style == "calls":
+        return ("import Config\n" + "".join(f"config :snakepit, {_key_text(k)} {render(v, 0)}\n# next\n" for k, v in cfg.items())).encode()
+    items = list(cfg.items())
+    body = "\n".join(f"  {_key_text(k)} {render(v, 2, column=3 + len(k))}{',' if i < len(items) - 1 else ''} # {k}" for i, (k, v) in enumerate(items))
     return f"import Config\n\n# generated\nconfig :snakepit,\n{body}\n".encode()
 
 
 @FAST
-@given(st.sampled_from(sorted(ERAS)).flatmap(lambda era: st.tuples(st.just(era), ERAS[era])))
-def test_random_valid_old_configs_convert_to_valid_new_ones(case: tuple[str, dict]) -> None:
+@given(st.sampled_from(sorted(ERAS)).flatmap(lambda era: st.tuples(st.just(era), ERAS[era])), st.sampled_from(["multi", "inline", "calls"]))
+def test_random_valid_old_configs_convert_to_valid_new_ones(case: tuple[str, dict], style: str) -> None:
     era, cfg = case
     assert is_valid(validate(cfg, era, elixir=True)), validate(cfg, era)
-    source = elixir(cfg)
+    source = elixir(cfg, style)
     assert same(parse_exs(source).config(), cfg)
     for target in VERSIONS[VERSIONS.index(era) + 1:]:
         plan = plan_unit(load_unit([("config.exs", source)]), target, era)
