@@ -1,7 +1,7 @@
 """The deployment config as the reference fleet reads it (pure logic, plus one file read).
 
 The config is the JSON, YAML or TOML form of the Snakepit keys, either bare or
-under a ``snakepit`` key.  From it the fleet needs one pool: the adapter (from
+under a ``snakepit`` key, or an Elixir ``config/*.exs`` file.  From it the fleet needs one pool: the adapter (from
 ``adapter_args: ["--adapter", "mod.Class"]``), its environment, the pool size,
 the session settings and the ``session_store`` URL.  Both the 0.6+ ``pools``
 list and the older single pool (``adapter_module`` + ``pool_config``) are read.
@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from deployment.config.documents import load_document
+from deployment.config.values import to_plain
 from deployment.pool.errors import PoolConfigError
 from deployment.sessions.record import DEFAULT_TTL
 
@@ -43,28 +42,28 @@ class PoolSpec:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Parse a config file by its suffix (``.json``, ``.yaml``/``.yml``, ``.toml``)."""
+    """The Snakepit keys of a config file: ``.exs``, ``.json``, ``.yaml``/``.yml`` or ``.toml``.
+
+    Parsing is the config migrator's (:func:`deployment.config.documents.load_document`),
+    so the fleet reads exactly what ``config check`` reads; Elixir expressions it
+    cannot evaluate come back as ``{"$expr": source}``.
+    """
     p = Path(path)
     try:
-        text = p.read_text()
+        source = p.read_bytes()
     except OSError as exc:
         raise PoolConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".toml":
-            data: Any = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise PoolConfigError(f"config {p}: unknown format {suffix or '(no suffix)'}",
-                                  hint="use a .json, .yaml, .yml or .toml file")
-    except (json.JSONDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise PoolConfigError(f"config {p} is not valid {suffix[1:].upper()}: {exc}") from None
+    data = to_plain(load_document(str(p), source).config())
     if not isinstance(data, dict):
         raise PoolConfigError(f"config {p}: the top level must be a mapping of Snakepit keys")
     return data
+
+
+def _expression(value: Any) -> str | None:
+    """The source of an Elixir expression the config could not evaluate, else None."""
+    if isinstance(value, dict) and set(value) == {"$expr"}:
+        return str(value["$expr"])
+    return None
 
 
 def config_version(raw: dict[str, Any]) -> str:
@@ -161,9 +160,14 @@ def parse_pool_config(raw: dict[str, Any], pool: str | None = None) -> PoolSpec:
     entry = _select_pool(keys, pool)
     adapter, argv = _adapter(entry.get("adapter_args", keys.get("adapter_args")))
     env = entry.get("adapter_env") or {}
+    if _expression(env) is not None:
+        raise PoolConfigError(f"'adapter_env' is an expression the fleet cannot evaluate: {_expression(env)}",
+                              hint="give the variables literally (a map of strings), e.g. in a JSON/YAML/TOML config")
     if not isinstance(env, dict):
         raise PoolConfigError("'adapter_env' must be a mapping of variable names to values")
     size = keys.get("pool_size", entry.get("pool_size"))
+    if _expression(size) is not None:
+        size = None  # e.g. System.schedulers_online() * 2: the fleet sizes itself (--instances)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise PoolConfigError(f"'pool_size' must be a positive integer, got {size!r}")
     ttl = keys.get("session_default_ttl", DEFAULT_TTL)

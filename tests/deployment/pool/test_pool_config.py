@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from deployment.pool.config import default_instances, parse_pool_config, read_config_file
+from deployment.errors import BadInput
 from deployment.pool.errors import PoolConfigError
 
 POOLS = {
@@ -64,7 +65,23 @@ def test_files_in_three_formats(tmp_path: Path) -> None:
     for name in ("c.json", "c.yaml", "c.toml"):
         assert parse_pool_config(read_config_file(tmp_path / name)).adapter == "app.adapters.Mine"
     (tmp_path / "bad.yaml").write_text("pools: [\n")
-    with pytest.raises(PoolConfigError, match="not valid YAML"):
+    with pytest.raises(BadInput, match=r"bad.yaml:2:1"):
         read_config_file(tmp_path / "bad.yaml")
     with pytest.raises(PoolConfigError, match="cannot read config"):
         read_config_file(tmp_path / "missing.json")
+
+
+def test_an_elixir_config_runs_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "config.exs").write_text(
+        'import Config\n# the application config\n'
+        'config :snakepit,\n  pools: [\n'
+        '    %{name: :default, worker_profile: :process, pool_size: System.schedulers_online() * 2,\n'
+        '      adapter_module: Snakepit.Adapters.GRPCPython, adapter_args: ["--adapter", "my_app.Adapter"]}\n'
+        '  ],\n  session_default_ttl: 900\n')
+    spec = parse_pool_config(read_config_file(tmp_path / "config.exs"))
+    assert (spec.pool_name, spec.adapter, spec.pool_size, spec.session_ttl) == ("default", "my_app.Adapter", None, 900)
+    (tmp_path / "env.exs").write_text(
+        'import Config\nconfig :snakepit, pools: [%{name: :default, adapter_args: ["--adapter", "m.C"], '
+        'adapter_env: %{"HOME_DIR" => System.get_env("HOME")}}]\n')
+    with pytest.raises(PoolConfigError, match="'adapter_env' is an expression"):
+        parse_pool_config(read_config_file(tmp_path / "env.exs"))
