@@ -23,6 +23,8 @@ from deployment.adapters.source import literal
 
 @dataclass
 class Classification:
+    """A tool's parameters, and its mapping or the reasons it has none."""
+
     params: list[Param]
     mapping: Mapping | None
     reasons: list[Reason]

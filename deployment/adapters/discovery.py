@@ -38,6 +38,7 @@ class ToolFinder:
     # -- shared -------------------------------------------------------------------------
 
     def add(self, tool: Tool) -> None:
+        """Record a tool; a second exposure of the same name is only noted (the dispatcher reaches the first)."""
         if tool.name in self.seen:
             first = self.seen[tool.name]
             if first.function != tool.function:
@@ -50,6 +51,7 @@ class ToolFinder:
         self.adapter.tools.append(tool)
 
     def scope(self, method: Method, **kw) -> Scope:
+        """What ``method``'s body can see, with its own class's methods."""
         own = any(m.fn is method.fn for m in self.methods.values())
         methods = self.methods if own else self._methods_of(method.owner, method.index)
         return Scope(
@@ -65,6 +67,7 @@ class ToolFinder:
         return self.classes.methods(hit[1], hit[0]) if hit else {}
 
     def method_tool(self, name: str, exposure: str, method: Method, *, handler_object: bool = False) -> Tool:
+        """A tool implemented by a method whose signature gives the parameters."""
         fn = method.fn
         static = any(decorator_name(d) == "staticmethod" for d in fn.decorator_list)
         skip = 0 if static else 1
@@ -97,6 +100,7 @@ class ToolFinder:
     # -- command handlers (0.1-0.3) and the dynamic-call bridge ------------------------
 
     def command_handler_tools(self) -> None:
+        """Every ``register_command`` of the class; marks a dynamic-call bridge."""
         for method in self.methods.values():
             for node in ast.walk(method.fn):
                 if not (
@@ -127,6 +131,7 @@ class ToolFinder:
             )
 
     def command_tool(self, name: str, handler: ast.expr, registrar: Method, call: ast.Call) -> Tool:
+        """The tool one ``register_command(name, handler)`` call registers."""
         if isinstance(handler, ast.Attribute) and isinstance(handler.value, ast.Name) and handler.value.id == "self":
             method = self.methods.get(handler.attr)
             if method is not None:
@@ -143,6 +148,7 @@ class ToolFinder:
         return Tool(name, "register_command", ast.unparse(handler)[:60], call.lineno, reasons=[reason])
 
     def handler_function_tool(self, name: str, method: Method, *, exposure: str, bound: bool = True) -> Tool:
+        """A command handler taking one ``args`` dict; parameters are the keys it reads."""
         fn = method.fn
         positional = [*fn.args.posonlyargs, *fn.args.args]
         dict_param = positional[1 if bound else 0].arg if len(positional) > (1 if bound else 0) else None
@@ -155,6 +161,7 @@ class ToolFinder:
     # -- BaseAdapter (0.4+) -------------------------------------------------------------
 
     def base_adapter_tools(self) -> None:
+        """Every tool of a BaseAdapter class, in the order its dispatch reaches them."""
         execute = self.methods.get("execute_tool")
         if execute is not None:
             self.if_chain_tools(execute)
@@ -179,6 +186,7 @@ class ToolFinder:
                 )
 
     def if_chain_tools(self, execute: Method) -> None:
+        """Tools named by ``if tool_name == ...`` tests in ``execute_tool``."""
         fn = execute.fn
         positional = [a.arg for a in [*fn.args.posonlyargs, *fn.args.args]]
         if len(positional) < 3:
@@ -219,6 +227,7 @@ class ToolFinder:
         return None
 
     def handler_object_tools(self) -> None:
+        """Tools exposed through the handler objects of ``self.handlers = {...}``."""
         for method in self.methods.values():
             for node in ast.walk(method.fn):
                 if not (

@@ -49,6 +49,8 @@ class Limits:
 
 @dataclass
 class Tolerance:
+    """How close two floats must be to count as equal."""
+
     rel: float = 1e-9
     abs: float = 1e-12
 
@@ -83,6 +85,8 @@ class ToolVerdict:
 
 @dataclass
 class EquivalenceReport:
+    """Per tool verdicts, the tolerance used, and the verified (possibly mixed) configuration."""
+
     tools: list[ToolVerdict]
     tolerance: Tolerance
     config: dict[str, Any]  # the verified (possibly mixed) generic configuration
@@ -246,6 +250,7 @@ class _Side:
         self.payload = json.dumps(request).encode()
 
     def result(self) -> dict[str, Any]:
+        """The side's answer, or ``{"failure": why}`` when it timed out, crashed or could not load."""
         try:
             out, err = self.proc.communicate(self.payload, timeout=self.limits.timeout)
         except subprocess.TimeoutExpired:

@@ -92,6 +92,8 @@ _DANGEROUS = _dangerous_objects()
 
 @dataclass
 class Library:
+    """One library of the configuration and the rules it sets."""
+
     name: str
     module: str
     function_filters: list[str]
@@ -99,9 +101,11 @@ class Library:
     blocked_functions: list[str]
 
     def allows_module(self, module: str) -> bool:
+        """Whether ``module`` matches one of ``allowed_modules`` (``x.*`` also admits ``x``)."""
         return any(_module_matches(module, pattern) for pattern in self.allowed_modules)
 
     def allows_function(self, target: str) -> bool:
+        """Whether the target passes ``function_filters`` (none means every function)."""
         if not self.function_filters:
             return True
         rel = target[len(self.module) + 1:] if target.startswith(self.module + ".") else target.rpartition(".")[2]
@@ -110,6 +114,8 @@ class Library:
 
 @dataclass
 class Alias:
+    """A custom tool name and the generic call it stands for."""
+
     name: str
     target: str
     args: list[dict[str, Any]]
@@ -120,6 +126,8 @@ class Alias:
 
 @dataclass
 class GenericConfig:
+    """A validated generic adapter configuration."""
+
     libraries: list[Library]
     aliases: dict[str, Alias] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)

@@ -18,6 +18,8 @@ Func = ast.FunctionDef | ast.AsyncFunctionDef
 
 @dataclass
 class Method:
+    """A function defined in a class of the analyzed source."""
+
     fn: Func
     index: ModuleIndex
     owner: str
@@ -35,6 +37,7 @@ class ClassTable:
                 self.by_name.setdefault(name, []).append((ix, cls))
 
     def find(self, name: str, near: ModuleIndex) -> tuple[ModuleIndex, ast.ClassDef] | None:
+        """The class of that name, preferring the given module's own."""
         found = self.by_name.get(name, [])
         for ix, cls in found:
             if ix is near:
@@ -42,6 +45,7 @@ class ClassTable:
         return found[0] if found else None
 
     def local_bases(self, cls: ast.ClassDef, ix: ModuleIndex) -> list[tuple[ModuleIndex, ast.ClassDef]]:
+        """The bases of ``cls`` that are classes of the analyzed source."""
         out = []
         for base in cls.bases:
             hit = self.find(terminal(base), ix) if terminal(base) else None

@@ -90,6 +90,7 @@ def _generic_runner(request: dict[str, Any]):
 
 
 def main() -> int:
+    """Answer one request read from stdin."""
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever the code under test prints goes to stderr
     sys.stdout = sys.stderr

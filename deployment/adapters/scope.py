@@ -29,6 +29,7 @@ class Scope:
     params: list[Param] = field(default_factory=list)
 
     def reason(self, category: str, detail: str, node: ast.AST) -> Reason:
+        """A reason of ``category`` pointing at ``node``'s line."""
         line = getattr(node, "lineno", 0)
         return Reason(category, detail, line, self.index.text(line))
 
@@ -84,6 +85,7 @@ _REQUIRED = object()
 
 
 def dict_key(node: ast.AST, dict_name: str) -> tuple[str | None, Any]:
+    """The key and default of ``args["x"]`` / ``args.get("x", d)`` on ``dict_name``, else ``(None, None)``."""
     if (
         isinstance(node, ast.Subscript)
         and isinstance(node.value, ast.Name)
@@ -149,6 +151,7 @@ class Resolver:
         self.locals = local_names(fn) - set(local_imports(body))
 
     def target(self, node: ast.AST) -> str | None:
+        """The dotted target of a call's function expression, or ``None`` if it is not a library function."""
         chain: list[str] = []
         while isinstance(node, ast.Attribute):
             chain.append(node.attr)
