@@ -1,0 +1,47 @@
+"""Record the saved ConfigMigration histories the replay test checks: python tests/deployment/config/record_histories.py"""
+
+import asyncio
+import concurrent.futures
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from activities.config_files import ConfigFileActivities
+from client import paths
+from client.connect import client_options
+from workflows.config_migration import ConfigMigrationWorkflow, ConfigMigrationResult
+
+CASES = {
+    "completed": ("v0_8", {"to_version": "0.10"}),
+    "rolled_back": ("v0_5", {"to_version": "0.10", "accept_findings": True, "fail_after_files": 1}),
+    "refused": ("v0_3", {"to_version": "0.6"}),
+}
+
+async def main():
+    out = Path(__file__).resolve().parents[2] / "fixtures" / "config" / "histories"
+    async with await WorkflowEnvironment.start_local(dev_server_existing_path=paths.temporal_cli(), **client_options()) as env:
+        tmp = Path(tempfile.mkdtemp())
+        acts = ConfigFileActivities(tmp / "backups")
+        q = "hist-" + uuid.uuid4().hex
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            async with Worker(env.client, task_queue=q, workflows=[ConfigMigrationWorkflow], activities=[acts.plan_config_migration, acts.backup_config_files, acts.write_config_files, acts.validate_config_files, acts.restore_config_backup], activity_executor=pool):
+                for name, (fixture, params) in CASES.items():
+                    folder = tmp / name
+                    shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "config" / fixture, folder)
+                    wid = f"config-history-{name}"
+                    handle = await env.client.start_workflow("ConfigMigration", {"path": str(folder), **params}, id=wid, task_queue=q, result_type=ConfigMigrationResult)
+                    try:
+                        await handle.result()
+                    except Exception as exc:
+                        print(name, "failed as expected:", type(exc).__name__)
+                    hist = await handle.fetch_history()
+                    (out / f"{name}.json").write_text(hist.to_json())
+                    print(name, len(hist.events), "events")
+
+if __name__ == "__main__":
+    asyncio.run(main())
