@@ -89,11 +89,13 @@ async def pick_tool(http: aiohttp.ClientSession, url: str) -> str:
 
 async def run_load(url: str, rate: float, duration: float, sessions: int = 10, *,
                    tool: str | None = None, arguments: dict[str, Any] | None = None,
-                   keep_results: bool = False) -> LoadReport:
+                   keep_results: bool = False, stop: asyncio.Event | None = None) -> LoadReport:
     """Drive ``POST {url}/tools/{tool}`` at ``rate``/s for ``duration`` s and report.
 
     With ``keep_results`` the report holds each session's last result, so a test
-    can check that what clients were last told is what the store holds.
+    can check that what clients were last told is what the store holds.  Setting
+    ``stop`` ends the run early (``duration`` is then an upper bound), e.g. when
+    the migration the load accompanies has finished.
     """
     url = url.rstrip("/")
     check_target(url, rate, duration, sessions)
@@ -131,11 +133,20 @@ async def run_load(url: str, rate: float, duration: float, sessions: int = 10, *
             scheduled = start + i / rate
             delay = scheduled - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                if stop is None:
+                    await asyncio.sleep(delay)
+                else:
+                    try:
+                        await asyncio.wait_for(stop.wait(), delay)
+                    except TimeoutError:
+                        pass
+            if stop is not None and stop.is_set():
+                break
             await gate.acquire()
             tasks.append(asyncio.create_task(one(i, scheduled)))
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - start
+        total = len(tasks)
     latencies.sort()
     errors = sum(kinds.values())
     return LoadReport(

@@ -30,11 +30,12 @@ def cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
-def worker_processes() -> set[int]:
+def worker_processes(run_dir: Path) -> set[int]:
+    """Fleet workers started for ``run_dir`` (their config copies live there)."""
     found = set()
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info.get("cmdline") or []
-        if "deployment.pool.worker" in cmd:
+        if "deployment.pool.worker" in cmd and any(str(run_dir) in part for part in cmd):
             found.add(p.pid)
     return found
 
@@ -42,12 +43,12 @@ def worker_processes() -> set[int]:
 def test_start_with_an_unknown_adapter_names_the_instance_and_cause(cli, tmp_path: Path) -> None:
     config = tmp_path / "bad.json"
     config.write_text(json.dumps(fleet_config("fleet_adapters.NoSuchAdapter", "v1", f"sqlite:///{tmp_path}/s.db")))
-    before = worker_processes()
     done = cli("pool", "start", "--config", str(config), "--instances", "2", "--port", "0", "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 2, done.stderr
     assert "error: instance w" in done.stderr and "has no attribute 'NoSuchAdapter'" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
-    assert worker_processes() - before == set()  # the instance that did start was stopped
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.config.json"))  # workers were started...
+    assert worker_processes(tmp_path / "run") == set()  # ...and none is left running
 
 
 def test_start_with_a_config_it_cannot_load(cli, tmp_path: Path) -> None:

@@ -112,7 +112,9 @@ async def test_bad_configs_keep_the_old_config_serving(fleet: LocalFleet, fleet_
 
 async def test_rolling_restart_under_load_fails_no_request(fleet: LocalFleet, fleet_dir: Path, store_url: str) -> None:
     v2 = fleet_config("fleet_adapters.CounterAdapterV2", "v2", store_url)
-    load = asyncio.create_task(run_load(fleet.url, rate=25, duration=8, sessions=5, tool="incr", keep_results=True))
+    done = asyncio.Event()
+    load = asyncio.create_task(run_load(fleet.url, rate=25, duration=120, sessions=5, tool="incr",
+                                        keep_results=True, stop=done))
     await asyncio.sleep(0.5)
     await fleet.set_migration("mig-1", "rolling_restart")
     health = await fleet.health()
@@ -126,9 +128,11 @@ async def test_rolling_restart_under_load_fails_no_request(fleet: LocalFleet, fl
         assert (restarted.config_version, restarted.state) == ("v2", "draining")
         assert (await fleet.undrain(inst.id)).state == "serving"
     assert not load.done(), "the load ended before the restarts did: the test proves nothing"
+    await asyncio.sleep(0.5)  # traffic on the new config too
+    done.set()
     report = await load
     await fleet.clear_migration()
-    assert report.requests == 200 and report.errors == 0, report.error_kinds
+    assert report.requests >= 50 and report.errors == 0, report.error_kinds
     health = await fleet.health()
     assert health.status == "ok" and {i.config_version for i in health.instances} == {"v2"}
     assert {(await call_tool(fleet.url, "ping", "after"))[1]["result"]["version"] for _ in range(6)} == {"v2"}
@@ -136,7 +140,7 @@ async def test_rolling_restart_under_load_fails_no_request(fleet: LocalFleet, fl
         records = await store.read_many([f"load-{k}" for k in range(5)])
     # every increment landed: calls of one session are serialised, none was lost across restarts,
     # and what each client was last told is what the store holds
-    assert sum(r["metadata"]["counter"] for r in records.values()) == 200
+    assert sum(r["metadata"]["counter"] for r in records.values()) == report.requests
     assert report.last_results == {sid: r["metadata"]["counter"] for sid, r in records.items()}
 
 
