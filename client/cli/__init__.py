@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 import typer
 from typer.exceptions import TyperException
@@ -45,9 +46,14 @@ def _log_to_file() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every error into a message and exit code."""
     _register()
+    return guarded(lambda: app(args=argv, prog_name="snakepit-migrate", standalone_mode=False))
+
+
+def guarded(action: Callable[[], object]) -> int:
+    """Run ``action`` with logs to a file, turning every error into a message and an exit code."""
     _log_to_file()
     try:
-        result = app(args=argv, prog_name="snakepit-migrate", standalone_mode=False)
+        result = action()
         return int(result) if isinstance(result, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("aborted")
         return 130
     except MigrateError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        err.print(f"error: {exc}")
         return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
@@ -72,10 +78,30 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: never a traceback
         if os.environ.get("SNAKEPIT_MIGRATE_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", markup=True)
+        err.print(f"internal error: {type(exc).__name__}: {exc}")
         err.print("set SNAKEPIT_MIGRATE_DEBUG=1 for the traceback, and please report it")
         return 1
 
 
+def entry() -> None:
+    """Console-script entry for ``snakepit-migrate``."""
+    _register()
+    entry_with(lambda: app(prog_name="snakepit-migrate", standalone_mode=False))
+
+
+def entry_with(action: Callable[[], object]) -> None:
+    """Run ``action`` guarded, flush, and leave without interpreter teardown.
+
+    Temporal's native runtime can crash while Python finalises after its
+    threads were used; every result is written and flushed by then, so the
+    process exits straight away with the command's code.
+    """
+    code = guarded(action)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

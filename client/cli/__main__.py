@@ -1,5 +1,3 @@
-import sys
+from client.cli import entry
 
-from client.cli import main
-
-sys.exit(main())
+entry()

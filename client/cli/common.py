@@ -13,8 +13,8 @@ from rich.console import Console
 T = TypeVar("T")
 
 # Progress and logs go to stderr; stdout is kept for results (one JSON object with --json).
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -30,5 +30,5 @@ def emit_json(obj: Any) -> None:
 
 def fail(message: str, code: int = 2) -> None:
     """Print an error to stderr and exit with ``code`` (no traceback)."""
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(f"error: {message}")
     raise SystemExit(code)

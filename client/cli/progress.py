@@ -23,7 +23,7 @@ class ProgressView:
     def __enter__(self) -> "ProgressView":
         if self.live:
             self._bar = Progress(
-                TextColumn("[bold]{task.fields[phase]:<12}"),
+                TextColumn("{task.fields[phase]:<12}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]} sessions/s"),
