@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployment.config.model import Change, Converted, Finding, change
@@ -25,9 +25,16 @@ from deployment.config.values import Atom, Config, Keywords, Module, Opaque, des
 
 @dataclass(frozen=True)
 class Context:
-    """Where the config comes from: only the primary (base) file gets new defaults."""
+    """Where the config comes from.
+
+    Only the primary (base) file gets new defaults.  ``inherited`` holds the
+    base file's settings when converting an environment file (``prod.exs``):
+    a key that changes shape there replaces the base value as a whole, so
+    what it used to combine with is copied in.
+    """
 
     primary: bool = True
+    inherited: dict[str, Any] = field(default_factory=dict)
 
 
 Converter = Callable[[Config, Context], Converted]
@@ -101,7 +108,11 @@ def c02_pools(cfg: Config, ctx: Context) -> Converted:
     """0.5 -> 0.6: ``adapter_module`` + ``pool_config`` become one ``pools`` entry named ``:default``."""
     if "pools" in cfg or not ({"pool_config", "adapter_module"} & cfg.keys()):
         return Converted(dict(cfg), [])
-    pool_config = cfg.get("pool_config", {})
+    inherited: dict[str, Any] = {}
+    for key in ("pool_config", "adapter_module"):
+        if key not in cfg and key in ctx.inherited and "pools" not in ctx.inherited:
+            inherited[key] = ctx.inherited[key]
+    pool_config = cfg.get("pool_config", inherited.get("pool_config", {}))
     if not isinstance(pool_config, dict):
         return Converted(dict(cfg), [], [_opaque_finding("pool_config", pool_config, "it becomes pools: [%{name: :default, ...}]")] if isinstance(pool_config, Opaque) else [])
     pool: dict[str, Any] = {"name": Atom("default"), "worker_profile": Atom("process")}
@@ -110,14 +121,21 @@ def c02_pools(cfg: Config, ctx: Context) -> Converted:
         change("added", "pools[0].worker_profile", "one OS process per worker, as before", after=pool["worker_profile"]),
     ]
     order = ["pool_size", "adapter_module", "adapter_args"] + [k for k in pool_config if k not in ("pool_size", "adapter_args")]
+    copied = "copied from the base file: the pools set here replace the base file's pools as a whole"
     for key in order:
         if key == "adapter_module":
             if "adapter_module" in cfg:
                 pool[key] = cfg["adapter_module"]
                 changes.append(change("moved", "adapter_module", "the adapter is set per pool", before=cfg[key], to="pools[0].adapter_module"))
+            elif "adapter_module" in inherited:
+                pool[key] = inherited["adapter_module"]
+                changes.append(change("added", "pools[0].adapter_module", copied, after=pool[key]))
         elif key in pool_config:
             pool[key] = pool_config[key]
-            changes.append(change("moved", f"pool_config.{key}", "pool settings are set per pool", before=pool_config[key], to=f"pools[0].{key}"))
+            if "pool_config" in inherited:
+                changes.append(change("added", f"pools[0].{key}", copied, after=pool[key]))
+            else:
+                changes.append(change("moved", f"pool_config.{key}", "pool settings are set per pool", before=pool_config[key], to=f"pools[0].{key}"))
     out = replace_keys(cfg, ["pool_config", "adapter_module"], "pools", [pool])
     if "pool_config" in cfg:
         changes.append(change("removed", "pool_config", "replaced by pools", before=pool_config))
@@ -136,11 +154,18 @@ def c04_grpc_listener(cfg: Config, ctx: Context) -> Converted:
     if not ({"grpc_port", "grpc_host"} & cfg.keys()):
         return Converted(dict(cfg), [])
     port, host = cfg.get("grpc_port"), cfg.get("grpc_host")
+    changes: list[Change] = []
+    if "grpc_listener" not in ctx.inherited:
+        if port is None and "grpc_port" in ctx.inherited:
+            port = ctx.inherited["grpc_port"]
+            changes.append(change("added", "grpc_listener.port", "copied from the base file: the listener set here replaces the base file's as a whole", after=port))
+        if host is None and "grpc_host" in ctx.inherited:
+            host = ctx.inherited["grpc_host"]
+            changes.append(change("added", "grpc_listener.host", "copied from the base file: the listener set here replaces the base file's as a whole", after=host))
     if "grpc_listener" in cfg:
         return Converted(without(cfg, "grpc_port", "grpc_host"), [change("removed", k, "grpc_listener is already set and wins", before=cfg[k]) for k in ("grpc_port", "grpc_host") if k in cfg])
     if isinstance(port, Opaque):
         return Converted(dict(cfg), [], [_opaque_finding("grpc_port", port, "0 becomes %{mode: :internal}, any other port %{mode: :external, port: p}")])
-    changes: list[Change] = []
     if port == 0 and host is None:
         listener: dict[str, Any] = {"mode": Atom("internal")}
         changes.append(change("moved", "grpc_port", "port 0 means an internal listener on an OS-assigned port", before=port, to="grpc_listener.mode", after=listener["mode"]))
@@ -148,10 +173,12 @@ def c04_grpc_listener(cfg: Config, ctx: Context) -> Converted:
         listener = {"mode": Atom("external")}
         if host is not None:
             listener["host"] = host
-            changes.append(change("moved", "grpc_host", "the listener's host", before=host, to="grpc_listener.host"))
+            if "grpc_host" in cfg:
+                changes.append(change("moved", "grpc_host", "the listener's host", before=host, to="grpc_listener.host"))
         if port is not None:
             listener["port"] = port
-            changes.append(change("moved", "grpc_port", "the listener's port", before=port, to="grpc_listener.port"))
+            if "grpc_port" in cfg:
+                changes.append(change("moved", "grpc_port", "the listener's port", before=port, to="grpc_listener.port"))
         changes.append(change("added", "grpc_listener.mode", "a fixed port means an external listener", after=listener["mode"]))
     return Converted(replace_keys(cfg, ["grpc_port", "grpc_host"], "grpc_listener", listener), changes)
 
@@ -530,9 +557,12 @@ def convert(cfg: Config, source: str, target: str, ctx: Context = Context()) -> 
         runs += [(f"repair@{source}", c) for c in REPAIRS if c in earlier]
     for step in plan(source, target):
         runs += [(step.name, c) for c in step.converters]
+    base = copy.deepcopy(ctx.inherited)
     for name, fn in runs:
-        result = fn(current, ctx)
+        result = fn(current, Context(ctx.primary, base))
         current = result.config
+        if base:  # the base file moves along the same chain, so each step sees it as of that step
+            base = fn(base, Context(primary=True)).config
         changes += [c.model_copy(update={"step": name}) for c in result.changes]
         findings += [f.model_copy(update={"step": name}) for f in result.findings]
     return Converted(current, changes, findings)

@@ -95,7 +95,7 @@ class Document:
     def elixir(self) -> bool:
         return self.format == "exs"
 
-    def convert(self, source: str, target: str, primary: bool) -> Conversion:
+    def convert(self, source: str, target: str, context: Context) -> Conversion:
         """The bytes of this file converted from ``source`` to ``target``."""
         raise NotImplementedError
 
@@ -115,7 +115,7 @@ class ExsDocument(Document):
     def locations(self) -> Locations:
         return self.parsed.locations()
 
-    def convert(self, source: str, target: str, primary: bool) -> Conversion:
+    def convert(self, source: str, target: str, context: Context) -> Conversion:
         changes: list[Change] = []
         findings: list[Finding] = []
         news: list[Config] = []
@@ -131,13 +131,13 @@ class ExsDocument(Document):
                 ))
                 news.append(call.data())
                 continue
-            result = convert(call.data(), source, target, Context(primary=primary and i == first_plain))
+            result = convert(call.data(), source, target, Context(context.primary and i == first_plain, context.inherited))
             news.append(result.config)
             changes += [c.model_copy(update={"file": self.path}) for c in result.changes]
             findings += [_place(f, self.path, locations) for f in result.findings]
         after = rewrite_exs(self.parsed, news, hints_from(changes)) if changes else self.source
         if changes:
-            whole = convert(self.config(), source, target, Context(primary=primary))
+            whole = convert(self.config(), source, target, context)
             rewritten = parse_exs(after, self.path).config()
             if not same(rewritten, whole.config):
                 diff = sorted(k for k in set(rewritten) | set(whole.config) if not (k in rewritten and k in whole.config and same(rewritten[k], whole.config[k])))
@@ -180,8 +180,8 @@ class DataDocument(Document):
     def config(self) -> Config:
         return dict(self.data[SECTION]) if self.nested else dict(self.data)
 
-    def convert(self, source: str, target: str, primary: bool) -> Conversion:
-        result = convert(self.config(), source, target, Context(primary=primary))
+    def convert(self, source: str, target: str, context: Context) -> Conversion:
+        result = convert(self.config(), source, target, context)
         changes = [c.model_copy(update={"file": self.path}) for c in result.changes]
         findings = [f.model_copy(update={"file": self.path}) for f in result.findings]
         if not changes:

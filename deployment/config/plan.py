@@ -25,12 +25,15 @@ ENV_FILES = {"dev", "test", "prod", "staging", "runtime"}
 
 
 def primary_name(names: list[str]) -> str | None:
-    """The file that holds the base settings: ``config.exs``, else a single non-environment file."""
+    """The file that holds the base settings: ``config.exs``, else the one file not named after an environment.
+
+    An environment file given alone (``prod.exs``) is not a base: defaults are not added to it.
+    """
     stems = {PurePath(n).name: n for n in names}
     if "config.exs" in stems:
         return stems["config.exs"]
     bases = [n for n in names if PurePath(n).stem not in ENV_FILES]
-    return bases[0] if len(bases) == 1 else (names[0] if len(names) == 1 else None)
+    return bases[0] if len(bases) == 1 else None
 
 
 def load_unit(files: list[tuple[str, bytes]]) -> list[Document]:
@@ -158,8 +161,10 @@ def plan_unit(docs: list[Document], to: str, from_: str | None = None) -> Migrat
     primary = primary_name([d.path for d in docs])
     plans: list[FilePlan] = []
     issues: list[Issue] = []
+    base = next((d for d in docs if d.path == primary), None)
     for doc in docs:
-        result = doc.convert(source, target, primary=doc.path == primary)
+        inherited = base.config() if base is not None and doc is not base else {}
+        result = doc.convert(source, target, Context(primary=doc is base, inherited=inherited))
         plans.append(FilePlan(doc.path, doc.format, doc.source, result.after, result.changes, result.findings))
         try:
             again = load_document(doc.path, result.after)
