@@ -37,6 +37,7 @@ class PoolSpec:
     adapter_argv: list[str]
     adapter_env: dict[str, str]
     session_store: str | None
+    max_sessions: int | None
     session_ttl: int
     raw: dict[str, Any] = field(repr=False)
 
@@ -131,25 +132,33 @@ def _adapter(argv: Any) -> tuple[str, list[str]]:
     return adapter, rest
 
 
-def _store_url(keys: dict[str, Any]) -> str | None:
+def with_quota(url: str, max_sessions: int | None) -> str:
+    """``url`` carrying ``?max_sessions=N`` unless it names a quota already (or none is set)."""
+    if max_sessions is None or "max_sessions=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + f"max_sessions={max_sessions}"
+
+
+def _session_store(keys: dict[str, Any]) -> tuple[str | None, int | None]:
     store = keys.get("session_store")
     url: Any = None
     max_sessions = keys.get("session_max_sessions")
     if isinstance(store, str):
         url = store
-    elif isinstance(store, dict):
+    elif isinstance(store, dict):  # upstream's %{max_sessions, strict_mode}, plus our 'url'
         url = store.get("url")
         max_sessions = store.get("max_sessions", max_sessions)
     elif store is not None:
         raise PoolConfigError("'session_store' must be a store URL or a mapping with 'url'")
+    if max_sessions is not None and (isinstance(max_sessions, bool) or not isinstance(max_sessions, int)
+                                     or max_sessions < 1):
+        raise PoolConfigError(f"'max_sessions' must be a positive integer, got {max_sessions!r}")
     if url is None:
-        return None
+        return None, max_sessions
     if not isinstance(url, str) or "://" not in url:
         raise PoolConfigError(f"'session_store' URL {url!r} is not a URL",
                               hint="e.g. sqlite:///abs/path.db or redis://127.0.0.1:6379/0")
-    if isinstance(max_sessions, int) and "max_sessions=" not in url:
-        url += ("&" if "?" in url else "?") + f"max_sessions={max_sessions}"
-    return url
+    return with_quota(url, max_sessions), max_sessions
 
 
 def parse_pool_config(raw: dict[str, Any], pool: str | None = None) -> PoolSpec:
@@ -173,6 +182,7 @@ def parse_pool_config(raw: dict[str, Any], pool: str | None = None) -> PoolSpec:
     ttl = keys.get("session_default_ttl", DEFAULT_TTL)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
         raise PoolConfigError(f"'session_default_ttl' must be an integer number of seconds, got {ttl!r}")
+    store_url, max_sessions = _session_store(keys)
     return PoolSpec(
         version=config_version(raw),
         pool_name=str(entry.get("name", "default")).lstrip(":"),
@@ -180,7 +190,8 @@ def parse_pool_config(raw: dict[str, Any], pool: str | None = None) -> PoolSpec:
         adapter=adapter,
         adapter_argv=argv,
         adapter_env={str(k): str(v) for k, v in env.items()},
-        session_store=_store_url(keys),
+        session_store=store_url,
+        max_sessions=max_sessions,
         session_ttl=ttl,
         raw=raw,
     )

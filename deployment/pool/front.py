@@ -30,7 +30,7 @@ from aiohttp import web
 
 from deployment.errors import MigrateError
 from deployment.pool.adapter_host import TOOL_NAME
-from deployment.pool.config import PoolSpec
+from deployment.pool.config import PoolSpec, with_quota
 from deployment.pool.errors import InstanceStartFailed, UnknownInstance, to_payload
 from deployment.pool.instances import SERVING, Instance
 from deployment.pool.sample import CallRecorder
@@ -83,7 +83,7 @@ class Fleet:
                  recorder: CallRecorder | None = None, call_timeout: float = 60.0) -> None:
         self.spec = spec
         self.run_dir = run_dir
-        store_url = spec.session_store or f"sqlite:///{run_dir / 'sessions.db'}"
+        store_url = spec.session_store or with_quota(f"sqlite:///{run_dir / 'sessions.db'}", spec.max_sessions)
         self.store_url = store_url
         start_timeout = _timing(spec.raw, "worker_init_timeout", 30.0)
         self.queue_timeout = _timing(spec.raw, "pool_queue_timeout", 5.0)

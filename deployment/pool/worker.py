@@ -30,6 +30,7 @@ from deployment.errors import BadInput, MigrateError
 from deployment.pool.adapter_host import TOOL_NAME, AdapterHost, AdapterLoadError, UnknownTool, load_adapter_class
 from deployment.pool.config import parse_pool_config, read_config_file
 from deployment.pool.session_access import SessionAccess, open_session_access
+from deployment.sessions.stores.base import QuotaExceeded
 from snakepit_bridge.session_context import SessionContext
 
 log = logging.getLogger("snakepit.worker")
@@ -107,6 +108,8 @@ class Worker:
         if not isinstance(exc, MigrateError):
             log.exception("%s session %s failed", doing, session_id)
         message = str(exc) if isinstance(exc, MigrateError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, QuotaExceeded):  # the store refuses new sessions: the client may retry later
+            return _error(429, "QuotaExceeded", f"{doing} session {session_id!r}: {message}")
         return _error(503, "SessionStoreError", f"{doing} session {session_id!r}: {message}")
 
 

@@ -77,9 +77,10 @@ def test_an_elixir_config_runs_as_it_is(tmp_path: Path) -> None:
         'config :snakepit,\n  pools: [\n'
         '    %{name: :default, worker_profile: :process, pool_size: System.schedulers_online() * 2,\n'
         '      adapter_module: Snakepit.Adapters.GRPCPython, adapter_args: ["--adapter", "my_app.Adapter"]}\n'
-        '  ],\n  session_default_ttl: 900\n')
+        '  ],\n  session_default_ttl: 900,\n  session_store: %{max_sessions: 250, strict_mode: false}\n')
     spec = parse_pool_config(read_config_file(tmp_path / "config.exs"))
     assert (spec.pool_name, spec.adapter, spec.pool_size, spec.session_ttl) == ("default", "my_app.Adapter", None, 900)
+    assert (spec.session_store, spec.max_sessions) == (None, 250)  # upstream's map: the quota, no URL
     (tmp_path / "env.exs").write_text(
         'import Config\nconfig :snakepit, pools: [%{name: :default, adapter_args: ["--adapter", "m.C"], '
         'adapter_env: %{"HOME_DIR" => System.get_env("HOME")}}]\n')
