@@ -442,8 +442,11 @@ def d10_to_8(cfg: Config, ctx: Context) -> Converted:
 
 
 def d8_to_7(cfg: Config, ctx: Context) -> Converted:
-    """0.8 -> 0.7: lossless unless ``timeout_profile`` or ``log_categories`` is set."""
-    return Converted(dict(cfg), [], _lost(["timeout_profile", "log_categories"], cfg, "0.7"))
+    """0.8 -> 0.7: lossless unless ``timeout_profile`` or ``log_categories`` is set; ``log_level: :info`` is the old default."""
+    lost = _lost(["timeout_profile", "log_categories"], cfg, "0.7")
+    if cfg.get("log_level") == "info":
+        return Converted(without(cfg, "log_level"), [change("removed", "log_level", ":info is the default before 0.8.1", before=cfg["log_level"])], lost)
+    return Converted(dict(cfg), [], lost)
 
 
 def d7_to_6(cfg: Config, ctx: Context) -> Converted:

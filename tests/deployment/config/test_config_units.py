@@ -62,3 +62,15 @@ def test_primary_file_of_a_unit() -> None:
     assert primary_name(["snakepit.json"]) == "snakepit.json"
     assert primary_name(["c/prod.exs"]) is None
     assert primary_name(["a.json", "b.yaml"]) is None
+
+
+def test_rollback_by_version_gives_back_the_same_settings() -> None:
+    original = [("config/config.exs", BASE.replace(b"  grpc_port", b"  cleanup_retry_interval: 250,\n  grpc_port"))]
+    up = plan_unit(load_unit(original), "0.13")
+    assert up.valid and up.changed
+    down = plan_unit(load_unit([(f.path, f.after) for f in up.files]), "0.5", "0.13")
+    assert not down.lossy and down.valid, [f.text() for f in down.lossy]
+    (before,) = load_unit(original)
+    (after,) = load_unit([(f.path, f.after) for f in down.files])
+    assert same(after.config(), before.config())
+    assert b"import_config" in down.files[0].after
