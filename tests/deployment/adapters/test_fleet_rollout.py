@@ -55,7 +55,8 @@ def http_call(url: str, tool: str, arguments: dict[str, Any], session: str = "re
             return json.loads(resp.read())["result"]
     except urllib.error.HTTPError as exc:
         error = json.loads(exc.read()).get("error", {})
-        raise type(error.get("type", "HTTPError"), (Exception,), {})(error.get("message", "")) from None
+        raised = type(error.get("type", "HTTPError"), (Exception,), {"status": exc.code})
+        raise raised(error.get("message", "")) from None
 
 
 async def test_custom_fleet_rolls_onto_the_verified_mixed_config_with_identical_answers(tmp_path: Path) -> None:
@@ -68,6 +69,8 @@ async def test_custom_fleet_rolls_onto_the_verified_mixed_config_with_identical_
     try:
         for tool, arguments in CALLS:
             await asyncio.to_thread(http_call, fleet.url, tool, arguments, "record")
+        with pytest.raises(Exception) as unknown_before:
+            await asyncio.to_thread(http_call, fleet.url, "no_such_tool", {})
         records = read_records(recorded)
         assert len(records) == len(CALLS) and all(r.has_result for r in records)
 
@@ -81,7 +84,7 @@ async def test_custom_fleet_rolls_onto_the_verified_mixed_config_with_identical_
         v2 = fleet_config("deployment.adapters.generic.GenericAdapter", "v2", store_url,
                           {"SNAKEPIT_GENERIC_CONFIG": str(generic)})
 
-        load = asyncio.create_task(run_load(fleet.url, rate=20, duration=6, sessions=4, tool="square_root",
+        load = asyncio.create_task(run_load(fleet.url, rate=10, duration=15, sessions=4, tool="square_root",
                                             arguments={"x": 9.0}, keep_results=True))
         await asyncio.sleep(0.5)
         for inst in await fleet.list_instances():
@@ -91,11 +94,19 @@ async def test_custom_fleet_rolls_onto_the_verified_mixed_config_with_identical_
             await fleet.undrain(inst.id)
         assert not load.done(), "the load ended before the rollout did: the test proves nothing"
         result = await load
-        assert result.errors == 0 and result.ok == result.requests == 120, result.error_kinds
+        assert result.errors == 0 and result.ok == result.requests == 150, result.error_kinds
         assert set(result.last_results.values()) == {3.0}
         health = await fleet.health()
         assert {(i.config_version, i.adapter) for i in health.instances} == {
             ("v2", "deployment.adapters.generic.GenericAdapter")}
+
+        # An unknown tool: this adapter's own execute_tool let call_tool's AttributeError out (500);
+        # the generic adapter answers as the host does for adapters without their own dispatch (404).
+        with pytest.raises(Exception) as unknown_after:
+            await asyncio.to_thread(http_call, fleet.url, "no_such_tool", {})
+        assert (type(unknown_before.value).__name__, unknown_before.value.status) == ("ToolError", 500)
+        assert "AttributeError" in str(unknown_before.value)
+        assert (type(unknown_after.value).__name__, unknown_after.value.status) == ("UnknownTool", 404)
 
         verdicts = await asyncio.to_thread(replay, records, lambda tool, args: http_call(fleet.url, tool, args))
         assert {v.tool: (v.status, v.cases, v.matches) for v in verdicts} == {
