@@ -28,9 +28,9 @@ GUIDANCE: dict[str, str] = {
     "streaming": "streams results (yield / StreamChunk); the generic adapter returns one result per call. "
     "Keep it on the custom adapter.",
     "host_callback": "calls back into the Elixir host; the generic adapter cannot. Keep it custom.",
-    "composite_logic": "does more than one library call with its parameters (control flow, computed arguments, "
-    "post-processing, helpers). Move the logic into a function in a library module you own and map the tool to "
-    "it, or keep it custom.",
+    "composite_logic": "is not one library call on its parameters (control flow, computed arguments, "
+    "post-processing, helpers, constant answers). Move the logic into a function in a library module you own "
+    "and map the tool to it, or keep it custom.",
     "dynamic_dispatch": "chooses what to run at run time (getattr, import by name, eval, a target argument); "
     "no fixed mapping exists. Callers can call the generic adapter's targets directly instead.",
 }
