@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -74,7 +75,9 @@ def verify_cmd(
     if unknown:
         raise BadInput(f"--accept-mismatch {unknown[0]}: the generic config has no alias of that name",
                        hint="name a tool listed under tool_aliases")
-    limits = Limits(timeout=timeout, memory_mb=memory_mb, **({"python": python} if python else {}))
+    if python and not shutil.which(python):
+        raise BadInput(f"--python {python}: no such interpreter", hint="give the path of the python the adapter runs under")
+    limits = Limits(timeout=timeout, memory_mb=memory_mb, **({"python": shutil.which(python)} if python else {}))
     result = verify(
         report,
         config,

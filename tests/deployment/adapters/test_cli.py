@@ -122,3 +122,16 @@ def test_verify_with_recorded_traffic(tmp_path, capsys):
     for t in doc["tools"]:
         assert (t["status"], t["decision"], t["sources"]["traffic"]) == ("error", "custom", 1)
         assert "custom adapter: cannot load: ModuleNotFoundError" in t["detail"] and "snakepit_bridge.core" in t["detail"]
+
+
+def test_verify_runs_the_custom_side_under_the_given_interpreter(tmp_path, capsys):
+    import sys
+
+    config = tmp_path / "generic.json"
+    assert main(["adapter", "analyze", str(FIXTURES / "threadsafe_adapter.py"), "--write-config", str(config)]) == 0
+    capsys.readouterr()
+    args = ["adapter", "verify", str(FIXTURES / "threadsafe_adapter.py"), "--generic", str(config), "--examples", "5"]
+    assert main([*args, "--python", sys.executable]) == 0
+    assert "distance: EQUIVALENT -> generic  5/5 matched" in capsys.readouterr().out
+    assert main([*args, "--python", str(tmp_path / "no-python")]) == 2
+    assert "no such interpreter" in flat(capsys.readouterr().err)
