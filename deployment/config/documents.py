@@ -166,9 +166,13 @@ class DataDocument(Document):
 
     def __init__(self, path: str, source: bytes) -> None:
         super().__init__(path, source)
-        self.data = self._load()
+        loaded = self._load()
+        self.data = {} if loaded is None else loaded
         if not isinstance(self.data, dict):
-            raise ConfigParseError(path, 1, 1, f"the top level must be a table/object of settings, not {type(self.data).__name__}")
+            raise ConfigParseError(path, 1, 1, f"the top level must be a table/object of settings, not {type(self.data).__name__}", hint="write the settings as a mapping of names to values")
+        bad = _non_string_key(self.data)
+        if bad is not None:
+            raise ConfigParseError(path, 1, 1, f"setting names must be strings, found {bad!r}", hint="quote the key, or fix the indentation that turned a value into a key")
         self.nested = isinstance(self.data.get(SECTION), dict)
 
     def _load(self) -> Any:
@@ -196,6 +200,23 @@ class DataDocument(Document):
             return b""
         m = re.match(rb"(?:[ \t]*(?:#[^\n]*)?\n)*", self.source)
         return m.group(0) if m else b""
+
+
+def _non_string_key(value: Any) -> Any:
+    """The first key that is not a string, anywhere in ``value``, else None."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return k
+            found = _non_string_key(v)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for v in value:
+            found = _non_string_key(v)
+            if found is not None:
+                return found
+    return None
 
 
 def _decode(path: str, source: bytes) -> str:

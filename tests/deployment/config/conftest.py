@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from config_corpus import CORPUS
+from tests.deployment.config.config_corpus import CORPUS
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from config_corpus import CORPUS, snapshot
+from tests.deployment.config.config_corpus import CORPUS, snapshot
 
 from client.cli import main
 

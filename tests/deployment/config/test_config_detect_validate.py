@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from config_corpus import CORPUS, ERAS
+from tests.deployment.config.config_corpus import CORPUS, ERAS
 
 from deployment.config.detect import canonical, detect
 from deployment.config.errors import UnknownVersion

@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 import yaml
-from config_corpus import CORPUS
+from tests.deployment.config.config_corpus import CORPUS
 
 from deployment.config.documents import load_document
 from deployment.config.errors import ConfigParseError
@@ -70,9 +70,16 @@ def test_enum_strings_are_fine_outside_elixir() -> None:
 
 @pytest.mark.parametrize(
     ("name", "data", "line"),
-    [("bad.json", b'{"a": 1,\n "b": }', 2), ("bad.yaml", b"a: [1, 2\nb: 3\n", 2), ("bad.toml", b"a = 1\nb = \n", 2), ("top.json", b"[1, 2]", 1)],
+    [
+        ("bad.json", b'{"a": 1,\n "b": }', 2), ("bad.yaml", b"a: [1, 2\nb: 3\n", 2), ("bad.toml", b"a = 1\nb = \n", 2),
+        ("top.json", b"[1, 2]", 1), ("keys.yaml", b"pool_config:\n  1: 2\n", 1),
+    ],
 )
 def test_malformed_files_are_located_parse_errors(name: str, data: bytes, line: int) -> None:
     with pytest.raises(ConfigParseError) as info:
         load_document(name, data)
     assert info.value.line == line and str(info.value).startswith(f"{name}:{line}:")
+
+
+def test_an_empty_yaml_file_has_no_settings() -> None:
+    assert load_document("empty.yaml", b"# nothing yet\n").config() == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 
-from config_corpus import CORPUS
+from tests.deployment.config.config_corpus import CORPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -132,7 +132,7 @@ def _mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
     return bytes(buf)
 
 
-REAL = sorted(p for p in CORPUS.rglob("*") if p.is_file())
+REAL = sorted(p for p in CORPUS.rglob("*") if p.is_file() and "histories" not in p.parts)
 edit = st.tuples(st.integers(0, 2), st.integers(0, 10_000), st.sampled_from(list(b'{}[]%:,"#\n \\') + [0xFF, 0xC3, ord("a"), ord("1")]) | st.integers(0, 255))
 
 
@@ -151,3 +151,28 @@ def test_mutated_real_files_give_a_result_or_a_clear_error(path, edits) -> None:
     except MigrateError:
         pass
     load_document(path.name, data)
+
+
+KEYS = ["pools", "pool_config", "adapter_module", "grpc_port", "grpc_host", "heartbeat", "session_store", "python_runtime", "python",
+        "python_adapter", "log_categories", "python_packages", "cleanup_retry_interval", "wire_protocol", "grpc_listener", "pool_size",
+        "interval_ms", "default_ttl", "installer", "name", "strategy", "mode", "port", "log_level"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70_000) | st.sampled_from(["info", "venv", "x:Y", "Snakepit.Adapters.GenericPython"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(KEYS), json_values, max_size=6), st.sampled_from(VERSIONS))
+def test_any_shape_of_settings_gives_a_result_or_a_clear_error(settings_: dict, target: str) -> None:
+    import json
+
+    docs = load_unit([("snakepit.json", json.dumps({"snakepit": settings_}).encode())])
+    check_unit(docs)
+    try:
+        plan = plan_unit(docs, target)
+    except MigrateError:
+        return
+    for f in plan.files:
+        json.loads(f.after)

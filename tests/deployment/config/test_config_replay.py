@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from config_corpus import CORPUS
+from tests.deployment.config.config_corpus import CORPUS
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 import pytest
-from config_corpus import CORPUS, ERAS
+from tests.deployment.config.config_corpus import CORPUS, ERAS
 
 from deployment.config.exs import parse_exs
 from deployment.config.plan import load_unit, plan_unit

@@ -8,23 +8,21 @@ import uuid
 from pathlib import Path
 
 import pytest
-from config_corpus import snapshot
+from tests.deployment.config.config_corpus import snapshot
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.config_files import ConfigFileActivities, ValidateInput, digest
-from client import paths
 from client.cli.config import rollback_config, start_config_workflow
-from client.connect import client_options
 from deployment.config.errors import InvalidResult
 from workflows.config_migration import ConfigMigrationWorkflow
 
 
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_local(dev_server_existing_path=paths.temporal_cli(), **client_options()) as env:
-        yield env
+@pytest.fixture
+def env(temporal_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    """The session's Temporal dev server (tests/conftest.py)."""
+    return temporal_env
 
 
 class FailingValidation(ConfigFileActivities):
