@@ -186,26 +186,26 @@ class ToolFinder:
                 )
 
     def if_chain_tools(self, execute: Method) -> None:
-        """Tools named by ``if tool_name == ...`` tests in ``execute_tool``."""
+        """Tools named in ``execute_tool`` by ``if tool_name == ...``, ``match tool_name``, or a dict of methods."""
         fn = execute.fn
         positional = [a.arg for a in [*fn.args.posonlyargs, *fn.args.args]]
         if len(positional) < 3:
             return
         name_param, args_param = positional[1], positional[2]
         ctx_param = positional[3] if len(positional) > 3 else None
-        for node in ast.walk(fn):
-            if not isinstance(node, ast.If):
-                continue
-            names = _compared_names(node.test, name_param)
-            for tool_name in names:
-                delegate = self._delegate(node.body, args_param)
-                if delegate is not None:
-                    tool = self.method_tool(tool_name, "if_chain", delegate)
-                else:
-                    scope = self.scope(execute, args_dict=args_param, ctx_param=ctx_param)
-                    result = classify(fn, scope, body=node.body)
-                    tool = _tool(tool_name, "if_chain", f"{execute.owner}.execute_tool", fn, node.lineno, result, "")
-                self.add(tool)
+        for tool_name, body, line in _branches(fn, name_param):
+            delegate = self._delegate(body, args_param)
+            if delegate is not None:
+                tool = self.method_tool(tool_name, "if_chain", delegate)
+            else:
+                scope = self.scope(execute, args_dict=args_param, ctx_param=ctx_param)
+                result = classify(fn, scope, body=body)
+                tool = _tool(tool_name, "if_chain", f"{execute.owner}.execute_tool", fn, line, result, "")
+            self.add(tool)
+        for tool_name, attr in _dispatch_table(fn, name_param):
+            method = self.methods.get(attr)
+            if method is not None:
+                self.add(self.method_tool(tool_name, "dispatch_table", method))
 
     def _delegate(self, body: list[ast.stmt], args_param: str) -> Method | None:
         """The method a branch hands off to with ``return self.m(**arguments)``."""
@@ -312,15 +312,60 @@ def _is_self_attr(node: ast.AST, attr: str | None = None) -> bool:
 
 
 def _compared_names(test: ast.expr, name_param: str) -> list[str]:
-    """Tool names an ``if`` test selects: ``tool_name == "x"`` or ``tool_name in ("x", "y")``."""
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.left, ast.Name) and test.left.id == name_param):
+    """Tool names an ``if`` test selects: ``tool_name == "x"`` (either way round) or ``tool_name in ("x", "y")``."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
         return []
-    op, right = test.ops[0], test.comparators[0]
+    left, op, right = test.left, test.ops[0], test.comparators[0]
+    if isinstance(op, ast.Eq) and isinstance(right, ast.Name) and right.id == name_param:
+        left, right = right, left
+    if not (isinstance(left, ast.Name) and left.id == name_param):
+        return []
     if isinstance(op, ast.Eq) and isinstance(right, ast.Constant) and isinstance(right.value, str):
         return [right.value]
     if isinstance(op, ast.In) and isinstance(right, (ast.Tuple, ast.List, ast.Set)):
         return [e.value for e in right.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
     return []
+
+
+def _case_names(pattern: ast.pattern) -> list[str]:
+    """Tool names a ``case`` pattern selects: ``case "x":`` or ``case "x" | "y":``."""
+    if isinstance(pattern, ast.MatchValue) and isinstance(pattern.value, ast.Constant) and isinstance(pattern.value.value, str):
+        return [pattern.value.value]
+    if isinstance(pattern, ast.MatchOr):
+        return [n for p in pattern.patterns for n in _case_names(p)]
+    return []
+
+
+def _branches(fn: Func, name_param: str) -> list[tuple[str, list[ast.stmt], int]]:
+    """``(tool name, branch body, line)`` for every if-test and match-case on the tool name."""
+    found = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.If):
+            found += [(name, node.body, node.lineno) for name in _compared_names(node.test, name_param)]
+        elif isinstance(node, ast.Match) and isinstance(node.subject, ast.Name) and node.subject.id == name_param:
+            for case in node.cases:
+                # A guard is logic of its own: it joins the body that is classified.
+                guard = [ast.copy_location(ast.Expr(case.guard), case.guard)] if case.guard is not None else []
+                found += [(name, [*guard, *case.body], case.pattern.lineno) for name in _case_names(case.pattern)]
+    return found
+
+
+def _dispatch_table(fn: Func, name_param: str) -> list[tuple[str, str]]:
+    """``(tool name, method)`` of a ``{"x": self.m, ...}`` dict that ``execute_tool`` indexes by the tool name."""
+    indexed = any(
+        (isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Name) and n.slice.id == name_param)
+        or (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "get" and n.args
+            and isinstance(n.args[0], ast.Name) and n.args[0].id == name_param)
+        for n in ast.walk(fn)
+    )
+    if not indexed:
+        return []
+    return [
+        (k.value, v.attr)  # type: ignore[union-attr]
+        for node in ast.walk(fn) if isinstance(node, ast.Dict)
+        for k, v in zip(node.keys, node.values)
+        if isinstance(k, ast.Constant) and isinstance(k.value, str) and _is_self_attr(v)
+    ]
 
 
 def _getattr_dispatch(fn: Func) -> bool:

@@ -278,3 +278,16 @@ def test_a_vendored_bridge_base_class_is_not_an_adapter(tmp_path):
     report = analyze_path(tmp_path)
     assert [(a.name, a.generation) for a in report.adapters] == [("Mine", "command_handler")]
     assert report.adapters[0].tool("floor").mapping.target == "math.floor"
+
+
+def test_match_statements_and_dispatch_tables():
+    report = analyze_path(FIXTURES / "dispatch_shapes.py")
+    match_split = split(report.adapter("MatchAdapter"))
+    # A guarded case is still a tool; its guard is part of what is classified.
+    assert match_split == ({"floor", "ceil", "round_up", "stdev"}, {"whoami": {"session_context"}})
+    assert report.adapter("MatchAdapter").tool("whoami").reasons[0].line == 18
+    assert report.adapter("MatchAdapter").tool("stdev").function == "MatchAdapter._stdev"
+    table = report.adapter("TableAdapter")
+    assert split(table) == ({"exp", "median", "log2"}, {"note": {"adapter_state"}})
+    assert table.tool("median").exposure == "dispatch_table" and table.tool("exp").exposure == "if_chain"
+    assert [p.name for p in table.tool("log2").params] == ["x"]
