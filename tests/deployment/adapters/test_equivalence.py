@@ -109,7 +109,7 @@ def test_sandbox_limits_and_isolation():
                          "chatty": alias("math.sqrt", "x")},
     }
     cases = {"spin": [{"x": 1}], "hog": [{"n": 1000}, {"n": 3 * 1024**3}], "chatty": [{"x": 4.0}]}
-    result = verify(report, config, samples=cases, examples=0, limits=Limits(timeout=2, memory_mb=512))
+    result = verify(report, config, samples=cases, examples=0, limits=Limits(timeout=4, memory_mb=512))
     spin, hog, chatty = result.verdict("spin"), result.verdict("hog"), result.verdict("chatty")
     assert spin.status == "error" and spin.detail.startswith("custom adapter: ")
     assert ("timed out" in spin.detail) or ("signal" in spin.detail)
