@@ -19,7 +19,8 @@ from typing import Any
 import tomli_w
 import yaml
 
-from deployment.config.converters import Context, convert
+from deployment.config.converters import Context
+from deployment.config.steps import convert
 from deployment.config.errors import ConfigParseError
 from deployment.config.exs import ExsFile, parse_exs
 from deployment.config.model import Change, Finding

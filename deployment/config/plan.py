@@ -12,7 +12,8 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from deployment.config.converters import Context, convert
+from deployment.config.converters import Context
+from deployment.config.steps import convert
 from deployment.config.detect import Detection, canonical, detect, keys_of
 from deployment.config.documents import Document, load_document
 from deployment.config.errors import ConfigParseError

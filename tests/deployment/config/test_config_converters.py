@@ -7,7 +7,8 @@ import copy
 import pytest
 
 from deployment.config import converters as cv
-from deployment.config.converters import Context, convert, plan
+from deployment.config.converters import Context
+from deployment.config.steps import convert, plan
 from deployment.config.validate import is_valid, validate
 from deployment.config.values import Atom, Keywords, Module, Opaque
 
