@@ -271,9 +271,9 @@ class _Side:
         return answer
 
 
-def _root_and_module(report: AnalysisReport, adapter_module: str) -> tuple[str, str]:
-    root = Path(report.root).resolve()
-    return (str(root.parent), adapter_module)
+def import_root(report: AnalysisReport) -> str:
+    """The directory to put on ``sys.path`` so the analyzed adapters import by their module names."""
+    return str(Path(report.root).resolve().parent)
 
 
 # -- the check ------------------------------------------------------------------------------
@@ -333,8 +333,8 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
         verdict.detail = "no samples, no recorded traffic, and " + (
             "no annotations to generate inputs from" if casegen.available() else "hypothesis is not installed to generate inputs")
         return verdict
-    root, module = _root_and_module(report, adapter.module)
-    custom_req = {"side": "custom", "root": root, "module": module, "adapter": adapter.name,
+    root = import_root(report)
+    custom_req = {"side": "custom", "root": root, "module": adapter.module, "adapter": adapter.name,
                   "generation": "base_adapter" if adapter.generation == "base_adapter" else "command_handler",
                   "function": tool.function, "tool": tool.name, "cases": cases}
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="generic-") as fh:
