@@ -192,6 +192,8 @@ def report(result: Any, json_out: bool) -> int:
         emit_json(result.model_dump())
         return 0 if ok else 1
     if result.status == "completed":
+        for c in result.changes:
+            out.print("  " + c.line(), markup=False, highlight=False)
         out.print(f"{result.migration_id}: migrated {result.path} from {result.from_version} to {result.to_version}: {len(result.changes)} change(s) in {len(result.files_written)} file(s)")
         if result.backup:
             out.print(f"backup: {result.backup.directory} (undo with: snakepit-migrate config rollback {result.migration_id})")
