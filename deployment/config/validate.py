@@ -134,6 +134,12 @@ def validate(
             issues.append(_issue("error", path, msg, _enum_hint(err), file, locations))
     for path, message, hint in _adapter_issues(version, config):
         issues.append(_issue("error", path, message, hint, file, locations))
+    inner = config.get("pool_config")
+    if version == "0.13" and isinstance(inner, dict) and "pool_size" in config and "pool_size" in inner and config["pool_size"] != inner["pool_size"]:
+        issues.append(_issue(
+            "warning", ("pool_size",), f"pool_size ({describe(config['pool_size'])}) and pool_config.pool_size ({describe(inner['pool_size'])}) differ",
+            "from 0.13 the top-level pool_size wins; make them equal", file, locations,
+        ))  # fmt: skip
     unknown: list[tuple[tuple, str, str | None]] = []
     _unknown_keys(model, config, (), unknown)
     for path, message, hint in unknown:

@@ -99,3 +99,9 @@ def test_legacy_adapters_are_errors_after_0_3_and_grpc_before() -> None:
 
 def test_opaque_expressions_are_accepted_anywhere() -> None:
     assert _issues(b'import Config\nconfig :snakepit, pool_size: String.to_integer(System.get_env("N")), log_level: level()\n', "0.13") == []
+
+
+def test_0_13_warns_when_the_two_pool_sizes_differ() -> None:
+    (issue,) = _issues(b"import Config\nconfig :snakepit, pool_size: 4, pool_config: %{pool_size: 8}\n", "0.13")
+    assert issue.severity == "warning" and "top-level pool_size wins" in issue.suggestion
+    assert _issues(b"import Config\nconfig :snakepit, pool_size: 4, pool_config: %{pool_size: 8}\n", "0.10") == []

@@ -74,3 +74,11 @@ def test_rollback_by_version_gives_back_the_same_settings() -> None:
     (after,) = load_unit([(f.path, f.after) for f in down.files])
     assert same(after.config(), before.config())
     assert b"import_config" in down.files[0].after
+
+
+def test_a_call_whose_settings_are_an_expression_is_kept_and_reported() -> None:
+    source = b"import Config\nconfig :snakepit, MyApp.Settings.snakepit()\nconfig :snakepit, wire_protocol: :json\n"
+    plan = plan_unit(load_unit([("config/config.exs", source)]), "0.5")
+    (f,) = plan.files
+    assert b"config :snakepit, MyApp.Settings.snakepit()\n" in f.after and b"wire_protocol" not in f.after
+    assert any("are an expression" in x.message and x.line == 2 for x in plan.findings)
