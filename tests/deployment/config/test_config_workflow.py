@@ -135,3 +135,12 @@ def test_cli_migrate_and_rollback_end_to_end(env, corpus, tmp_path, monkeypatch,
     assert main(["config", "rollback", data["migration_id"], "--address", address, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "rolled_back"
     assert snapshot(folder) == before
+
+
+async def test_dry_run_through_the_workflow_plans_and_writes_nothing(env, corpus, tmp_path) -> None:
+    folder = corpus("v0_7")
+    before = snapshot(folder)
+    result = await run(env, tmp_path, {"path": str(folder), "to_version": "0.8", "dry_run": True})
+    assert result.status == "dry_run" and result.backup is None
+    assert "+  log_categories: [:pool, :grpc]," in result.diff
+    assert snapshot(folder) == before
