@@ -24,6 +24,7 @@ from deployment.config.errors import FileChanged, FindingsNotAccepted, InvalidRe
 from deployment.config.model import Change, Finding, Issue
 from deployment.config.plan import check_unit, load_unit, plan_unit
 from deployment.config.source import read_unit
+from deployment.errors import MigrateError
 
 
 def digest(data: bytes) -> str:
@@ -288,17 +289,17 @@ class ConfigFileActivities:
             return RestoreResult(restored=restored, unchanged=unchanged)
 
 
-def refusal(plan: PlanResult, accept_findings: bool) -> Exception | None:
-    """Why a planned migration must not be written, or None."""
-    lossy = [f for f in plan.findings if f.kind == "lossy"]
+def refusal(to_version: str, findings: list[Finding], errors: list[Issue], accept_findings: bool) -> MigrateError | None:
+    """Why a planned migration must not be written (lossy, invalid, findings not accepted), or None."""
+    lossy = [f for f in findings if f.kind == "lossy"]
     if lossy:
         return LossyDownConversion(
-            f"down-conversion to {plan.to_version} would lose settings:\n" + "\n".join("  " + f.text() for f in lossy),
-            hint="restore from the migration's backup instead (snakepit-migrate rollback ID)",
+            f"down-conversion to {to_version} would lose settings:\n" + "\n".join("  " + f.text() for f in lossy),
+            hint="restore from the migration's backup instead (snakepit-migrate config rollback ID)",
         )
-    if plan.errors:
-        return InvalidResult(f"the converted config does not validate as {plan.to_version}:\n" + "\n".join("  " + i.text() for i in plan.errors))
-    manual = [f for f in plan.findings if f.kind == "manual"]
+    if errors:
+        return InvalidResult(f"the converted config does not validate as {to_version}:\n" + "\n".join("  " + i.text() for i in errors))
+    manual = [f for f in findings if f.kind == "manual"]
     if manual and not accept_findings:
         return FindingsNotAccepted(
             f"{len(manual)} setting(s) need a person's review:\n" + "\n".join("  " + f.text() for f in manual),

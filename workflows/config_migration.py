@@ -123,7 +123,7 @@ class ConfigMigrationWorkflow:
         )
         result.from_version, result.to_version = plan.from_version, plan.to_version
         result.changes, result.findings, result.warnings, result.diff = plan.changes, plan.findings, plan.warnings, plan.diff
-        refused = refusal(plan, inp.accept_findings)
+        refused = refusal(plan.to_version, plan.findings, plan.errors, inp.accept_findings)
         if refused is not None:
             result.status = "refused"
             raise ApplicationError(str(refused), type=type(refused).__name__, non_retryable=True)

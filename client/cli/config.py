@@ -105,15 +105,9 @@ def migrate(
             _print_plan(plan, plan.changes, plan.findings)
             out.print("dry run: nothing written" + ("" if plan.valid else " (the result would not validate)"))
         return 0 if plan.valid else 1
-    from activities.config_files import PlanResult, refusal
+    from activities.config_files import refusal
 
-    refused = refusal(
-        PlanResult(
-            from_version=plan.from_version, to_version=plan.to_version, reasons=[], files=[], changes=plan.changes,
-            findings=plan.findings, errors=[i for i in plan.issues if i.severity == "error"], warnings=[], diff="",
-        ),
-        accept_findings,
-    )  # fmt: skip
+    refused = refusal(plan.to_version, plan.findings, [i for i in plan.issues if i.severity == "error"], accept_findings)
     if refused is not None:
         if not json_out:
             _print_plan(plan, plan.changes, plan.findings)
