@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deployment.config.documents import load_document
-from deployment.config.values import to_plain
 from deployment.pool.errors import PoolConfigError
 from deployment.sessions.record import DEFAULT_TTL
 
@@ -49,6 +47,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     so the fleet reads exactly what ``config check`` reads; Elixir expressions it
     cannot evaluate come back as ``{"$expr": source}``.
     """
+    from deployment.config.documents import load_document  # only the CLI reads config files
+    from deployment.config.values import to_plain
+
     p = Path(path)
     try:
         source = p.read_bytes()

@@ -22,13 +22,14 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from deployment.errors import BadInput, MigrateError
 from deployment.pool.adapter_host import TOOL_NAME, AdapterHost, AdapterLoadError, UnknownTool, load_adapter_class
-from deployment.pool.config import parse_pool_config, read_config_file
+from deployment.pool.config import parse_pool_config
 from deployment.pool.session_access import SessionAccess, open_session_access
 from deployment.sessions.stores.base import QuotaExceeded
 from snakepit_bridge.session_context import SessionContext
@@ -130,12 +131,12 @@ def _handshake(payload: dict[str, Any]) -> None:
 async def serve(instance_id: str, config_path: str, pool: str | None, store_url: str, parent: int) -> int:
     """Load, bind, hand shake, serve until SIGTERM or the parent goes away."""
     try:
-        spec = parse_pool_config(read_config_file(config_path), pool)
+        spec = parse_pool_config(json.loads(Path(config_path).read_text()), pool)  # the front's JSON copy
         os.environ["SNAKEPIT_CONFIG"] = config_path
         os.environ["SNAKEPIT_ADAPTER_ARGS"] = json.dumps(spec.adapter_argv)
         host = AdapterHost(load_adapter_class(spec.adapter), spec.adapter_argv)
         sessions = await open_session_access(spec.session_store or store_url, spec.session_ttl)
-    except (AdapterLoadError, MigrateError) as exc:
+    except (AdapterLoadError, MigrateError, OSError, ValueError) as exc:
         _handshake({"ready": False, "error": str(exc)})
         return 2
     worker = Worker(instance_id, host, sessions, spec.version)

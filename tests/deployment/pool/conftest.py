@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,12 @@ def fleet_config(adapter: str, version: str, store_url: str, **extra: Any) -> di
         "session_default_ttl": 600,
         **extra,
     }
+
+
+@pytest.fixture(scope="session")
+def make_config() -> Callable[..., dict[str, Any]]:
+    """:func:`fleet_config`, for tests (conftest modules are not importable by name)."""
+    return fleet_config
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +71,3 @@ async def fleet(fleet_dir: Path, v1_config: Path) -> AsyncIterator[LocalFleet]:
         code = await running.stop()
         assert code == 0
         assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-
-
-async def call_tool(url: str, name: str, session_id: str, arguments: dict[str, Any] | None = None
-                    ) -> tuple[int, dict[str, Any]]:
-    """One ``POST /tools/{name}``: the status and the JSON body."""
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{url}/tools/{name}", json={"session_id": session_id, "arguments": arguments or {}},
-                             timeout=aiohttp.ClientTimeout(total=30)) as resp:
-            return resp.status, await resp.json()

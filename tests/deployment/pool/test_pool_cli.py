@@ -10,7 +10,6 @@ import psutil
 import pytest
 
 from client.cli import main
-from conftest import fleet_config
 
 
 @dataclass
@@ -40,9 +39,9 @@ def worker_processes(run_dir: Path) -> set[int]:
     return found
 
 
-def test_start_with_an_unknown_adapter_names_the_instance_and_cause(cli, tmp_path: Path) -> None:
+def test_start_with_an_unknown_adapter_names_the_instance_and_cause(make_config, cli, tmp_path: Path) -> None:
     config = tmp_path / "bad.json"
-    config.write_text(json.dumps(fleet_config("fleet_adapters.NoSuchAdapter", "v1", f"sqlite:///{tmp_path}/s.db")))
+    config.write_text(json.dumps(make_config("fleet_adapters.NoSuchAdapter", "v1", f"sqlite:///{tmp_path}/s.db")))
     done = cli("pool", "start", "--config", str(config), "--instances", "2", "--port", "0", "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 2, done.stderr
     assert "error: instance w" in done.stderr and "has no attribute 'NoSuchAdapter'" in done.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import call_tool, fleet_config
+from tests.deployment.pool.fleet_helpers import call_tool
 from deployment.fleet.local import LocalFleet
 from deployment.pool.errors import DrainTimeout, InstanceStartFailed, UnknownInstance
 from deployment.pool.load import run_load
@@ -88,15 +88,15 @@ async def test_wait_idle_waits_for_the_request_in_flight(fleet: LocalFleet) -> N
         await fleet.drain("w9")
 
 
-async def test_bad_configs_keep_the_old_config_serving(fleet: LocalFleet, fleet_dir: Path, store_url: str) -> None:
+async def test_bad_configs_keep_the_old_config_serving(make_config, fleet: LocalFleet, fleet_dir: Path, store_url: str) -> None:
     before = {i.id: i.config_version for i in await fleet.list_instances()}
     cases = [
-        (fleet_config("fleet_adapters.NoSuchAdapter", "bad-1", store_url), "has no attribute 'NoSuchAdapter'", None),
-        (fleet_config("no_such_pkg.Adapter", "bad-2", store_url), "no module named 'no_such_pkg'", None),
-        (fleet_config("fleet_adapters.BrokenInitAdapter", "bad-3", store_url), "cannot load the model", None),
+        (make_config("fleet_adapters.NoSuchAdapter", "bad-1", store_url), "has no attribute 'NoSuchAdapter'", None),
+        (make_config("no_such_pkg.Adapter", "bad-2", store_url), "no module named 'no_such_pkg'", None),
+        (make_config("fleet_adapters.BrokenInitAdapter", "bad-3", store_url), "cannot load the model", None),
         ({"pools": []}, "cannot be loaded", None),
-        (fleet_config("fleet_slow_import.SlowAdapter", "bad-4", store_url), "never became healthy within 1s", 1.0),
-        (fleet_config("fleet_adapters.CrashSoonAdapter", "bad-5", store_url), "unhealthy within 2s of starting", None),
+        (make_config("fleet_slow_import.SlowAdapter", "bad-4", store_url), "never became healthy within 1s", 1.0),
+        (make_config("fleet_adapters.CrashSoonAdapter", "bad-5", store_url), "unhealthy within 2s of starting", None),
     ]
     for config, cause, timeout in cases:
         with pytest.raises(InstanceStartFailed) as caught:
@@ -110,8 +110,8 @@ async def test_bad_configs_keep_the_old_config_serving(fleet: LocalFleet, fleet_
         assert (await call_tool(fleet.url, "ping", "after-bad"))[0] == 200
 
 
-async def test_rolling_restart_under_load_fails_no_request(fleet: LocalFleet, fleet_dir: Path, store_url: str) -> None:
-    v2 = fleet_config("fleet_adapters.CounterAdapterV2", "v2", store_url)
+async def test_rolling_restart_under_load_fails_no_request(make_config, fleet: LocalFleet, fleet_dir: Path, store_url: str) -> None:
+    v2 = make_config("fleet_adapters.CounterAdapterV2", "v2", store_url)
     done = asyncio.Event()
     load = asyncio.create_task(run_load(fleet.url, rate=25, duration=120, sessions=5, tool="incr",
                                         keep_results=True, stop=done))
@@ -185,7 +185,7 @@ timeout = 60
 """
 
 
-async def test_command_driver_runs_operator_hooks(fleet: LocalFleet, fleet_dir: Path, store_url: str,
+async def test_command_driver_runs_operator_hooks(make_config, fleet: LocalFleet, fleet_dir: Path, store_url: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from deployment.fleet import open_fleet
 
@@ -199,7 +199,7 @@ async def test_command_driver_runs_operator_hooks(fleet: LocalFleet, fleet_dir: 
         current = await driver.instance_config("w3")
         assert (await driver.restart("w3", current)).config_version == current["config_version"]
         with pytest.raises(InstanceStartFailed, match="NoSuchAdapter") as caught:
-            await driver.restart("w3", fleet_config("fleet_adapters.NoSuchAdapter", "bad", store_url))
+            await driver.restart("w3", make_config("fleet_adapters.NoSuchAdapter", "bad", store_url))
         assert caught.value.instance == "w3"
         assert (await driver.undrain("w3")).state == "serving"
         assert (await driver.health()).status == "ok"
