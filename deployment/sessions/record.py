@@ -72,5 +72,13 @@ def expires_at(rec: Record) -> float:
 
 
 def is_expired(rec: Record, now: float) -> bool:
-    """Expired when ``last_accessed + ttl < now`` (strictly less), as upstream."""
-    return rec["last_accessed"] + rec["ttl"] < now
+    """Expired when ``last_accessed + ttl < now`` (strictly less), as upstream.
+
+    A tombstone (a delete remembered during dual writes) counts as expired:
+    it is never served, copied or compared as a session.
+    """
+    return rec["last_accessed"] + rec["ttl"] < now or bool(rec.get(TOMBSTONE))
+
+
+# Marks a record that stands for a session deleted while writes went to two stores.
+TOMBSTONE = "_deleted"

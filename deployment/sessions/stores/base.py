@@ -130,6 +130,31 @@ class SessionStore(ABC):
     async def journal_ids(self) -> list[str]:
         """The migration ids that have a journal in this store."""
 
+    # -- live routing: revisions and a small control key-value space ----
+    @abstractmethod
+    async def write_many_if_newer(self, records: list[Record]) -> int:
+        """Write each record unless the store holds the id with an equal or higher ``rev``.
+
+        Atomic per record, so a backfill can never overwrite a newer write
+        from live traffic.  Returns how many records were written.
+        """
+
+    @abstractmethod
+    async def control_get(self, key: str) -> dict[str, Any] | None:
+        """A value of the migration control space beside the sessions."""
+
+    @abstractmethod
+    async def control_put(self, key: str, value: dict[str, Any]) -> None:
+        """Set a value of the control space."""
+
+    @abstractmethod
+    async def control_scan(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every control value whose key starts with ``prefix``."""
+
+    @abstractmethod
+    async def control_delete(self, prefix: str) -> None:
+        """Remove every control value whose key starts with ``prefix``."""
+
     # -- derived helpers -------------------------------------------------
     async def iter_records(self, batch_size: int = 1000) -> AsyncIterator[list[Record]]:
         """Every record, batch by batch."""
@@ -141,12 +166,19 @@ class SessionStore(ABC):
             if cursor is None:
                 return
 
-    async def write_journaled(self, migration_id: str, records: list[Record]) -> None:
-        """Write records after journaling the prior state of every id."""
+    async def write_journaled(self, migration_id: str, records: list[Record], *, only_newer: bool = False) -> int:
+        """Write records after journaling the prior state of every id; returns how many were written.
+
+        With ``only_newer`` an id the store holds at an equal or higher
+        ``rev`` is left alone (a backfill running beside live dual writes).
+        """
         ids = [r["id"] for r in records]
         existing = await self.read_many(ids)
         await self.journal_record(migration_id, {i: existing.get(i) for i in ids})
+        if only_newer:
+            return await self.write_many_if_newer(records)
         await self.write_many(records)
+        return len(records)
 
     async def undo(self, migration_id: str, batch_size: int = 500) -> int:
         """Put every id the migration touched back as it was, then drop the journal.

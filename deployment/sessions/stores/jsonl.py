@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from deployment.errors import StoreMissing, SnapshotParseError, StoreUnreachable, InvalidSession
+from deployment.errors import BadInput, StoreMissing, SnapshotParseError, StoreUnreachable, InvalidSession
 from deployment.sessions.record import Record, canonical_bytes, normalize
 from deployment.sessions.stores.base import SessionStore
 from deployment.sessions.stores.files import path_of
@@ -159,3 +160,25 @@ class JsonlStore(SessionStore):
         await self.journal_drop(migration_id)
         self._index = None
         return 1
+
+    # -- a snapshot file cannot serve live traffic -----------------------
+    def _no_live(self) -> BadInput:
+        return BadInput(
+            f"{self.display} is a JSONL snapshot: it cannot take part in live routing (zero-downtime mode)",
+            hint="use sqlite, redis or postgresql for both ends of a zero-downtime migration",
+        )
+
+    async def write_many_if_newer(self, records: list[Record]) -> int:
+        raise self._no_live()
+
+    async def control_get(self, key: str) -> dict[str, Any] | None:
+        raise self._no_live()
+
+    async def control_put(self, key: str, value: dict[str, Any]) -> None:
+        raise self._no_live()
+
+    async def control_scan(self, prefix: str) -> dict[str, dict[str, Any]]:
+        raise self._no_live()
+
+    async def control_delete(self, prefix: str) -> None:
+        raise self._no_live()

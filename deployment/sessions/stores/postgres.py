@@ -8,6 +8,7 @@ and range scans.  Writes use ``unnest`` arrays: one statement a batch.
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -15,7 +16,7 @@ import asyncpg
 from deployment.errors import StoreMissing, StoreUnreachable
 from deployment.sessions.record import Record, canonical_bytes, expires_at
 from deployment.sessions.stores.base import SessionStore, query_options
-from deployment.sessions.stores.sql import journal_table, table_name
+from deployment.sessions.stores.sql import control_table, journal_table, table_name
 
 _OUR_OPTIONS = {"table", "max_sessions"}
 
@@ -29,6 +30,7 @@ class PostgresStore(SessionStore):
         super().__init__(url, create=create)
         self.table = table_name(query_options(url))
         self.journal = journal_table(self.table)
+        self.control = control_table(self.table)
         parts = urlsplit(url)
         rest = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OUR_OPTIONS]
         self._dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest)))
@@ -133,3 +135,42 @@ class PostgresStore(SessionStore):
     async def journal_ids(self) -> list[str]:
         await self._ensure_journal()
         return [r[0] for r in await self.pool.fetch(f"SELECT DISTINCT migration_id FROM {self.journal} ORDER BY 1")]
+
+    async def write_many_if_newer(self, records: list[Record]) -> int:
+        if not records:
+            return 0
+        status = await self.pool.execute(
+            f"INSERT INTO {self.table} AS t (id, expires_at, record) "
+            "SELECT * FROM unnest($1::text[], $2::float8[], $3::json[]) "
+            "ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record "
+            "WHERE coalesce((t.record->>'rev')::bigint, 0) < coalesce((EXCLUDED.record->>'rev')::bigint, 0)",
+            [r["id"] for r in records],
+            [expires_at(r) for r in records],
+            [canonical_bytes(r).decode() for r in records],
+        )
+        return int(status.split()[-1])
+
+    async def _ensure_control(self) -> None:
+        await self.pool.execute(f"CREATE TABLE IF NOT EXISTS {self.control} (key text PRIMARY KEY, value json NOT NULL)")
+
+    async def control_get(self, key: str) -> dict[str, Any] | None:
+        await self._ensure_control()
+        value = await self.pool.fetchval(f"SELECT value FROM {self.control} WHERE key = $1", key)
+        return json.loads(value) if value is not None else None
+
+    async def control_put(self, key: str, value: dict[str, Any]) -> None:
+        await self._ensure_control()
+        await self.pool.execute(
+            f"INSERT INTO {self.control} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            key,
+            json.dumps(value),
+        )
+
+    async def control_scan(self, prefix: str) -> dict[str, dict[str, Any]]:
+        await self._ensure_control()
+        rows = await self.pool.fetch(f"SELECT key, value FROM {self.control} WHERE left(key, $2) = $1", prefix, len(prefix))
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    async def control_delete(self, prefix: str) -> None:
+        await self._ensure_control()
+        await self.pool.execute(f"DELETE FROM {self.control} WHERE left(key, $2) = $1", prefix, len(prefix))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -20,6 +21,20 @@ from deployment.sessions.stores.base import SessionStore, query_options
 
 DEFAULT_PREFIX = "snakepit:session:"
 JOURNAL_PREFIX = "snakepit-migrate:journal:"
+CONTROL_PREFIX = "snakepit-migrate:control:"
+
+# Set KEYS[1] to ARGV[1] (expiring at ARGV[2] ms) unless it holds a record with rev >= ARGV[3].
+_SET_IF_NEWER = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local ok, rec = pcall(cjson.decode, held)
+  if ok and type(rec) == 'table' and (tonumber(rec['rev']) or 0) >= tonumber(ARGV[3]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+return 1
+"""
 
 
 def _glob_escape(text: str) -> str:
@@ -41,6 +56,9 @@ class RedisStore(SessionStore):
     def r(self) -> aioredis.Redis:
         assert self._r is not None, "store not opened"
         return self._r
+
+    def _control_key(self) -> str:
+        return f"{CONTROL_PREFIX}{self.prefix}"
 
     def _journal_key(self, migration_id: str) -> str:
         return f"{JOURNAL_PREFIX}{self.prefix}{migration_id}"
@@ -115,3 +133,32 @@ class RedisStore(SessionStore):
         head = f"{JOURNAL_PREFIX}{self.prefix}"
         keys = [k.decode() async for k in self.r.scan_iter(match=_glob_escape(head) + "*")]
         return sorted(k[len(head) :] for k in keys)
+
+    async def write_many_if_newer(self, records: list[Record]) -> int:
+        if not records:
+            return 0
+        script = self.r.register_script(_SET_IF_NEWER)
+        async with self.r.pipeline(transaction=False) as pipe:
+            for rec in records:
+                await script(
+                    keys=[self.prefix + rec["id"]],
+                    args=[canonical_bytes(rec), math.ceil(expires_at(rec) * 1000), int(rec.get("rev", 0))],
+                    client=pipe,
+                )
+            return sum(int(x) for x in await pipe.execute())
+
+    async def control_get(self, key: str) -> dict[str, Any] | None:
+        value = await self.r.hget(self._control_key(), key)
+        return json.loads(value) if value is not None else None
+
+    async def control_put(self, key: str, value: dict[str, Any]) -> None:
+        await self.r.hset(self._control_key(), key, json.dumps(value))
+
+    async def control_scan(self, prefix: str) -> dict[str, dict[str, Any]]:
+        found = await self.r.hgetall(self._control_key())
+        return {k.decode(): json.loads(v) for k, v in found.items() if k.decode().startswith(prefix)}
+
+    async def control_delete(self, prefix: str) -> None:
+        keys = [k for k in await self.control_scan(prefix)]
+        if keys:
+            await self.r.hdel(self._control_key(), *keys)

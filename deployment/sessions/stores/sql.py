@@ -24,3 +24,8 @@ def table_name(options: dict[str, str]) -> str:
 def journal_table(table: str) -> str:
     """The journal table that sits beside a session table."""
     return f"{table}_migrate_journal"
+
+
+def control_table(table: str) -> str:
+    """The control key-value table (routing mode, acknowledgements) beside a session table."""
+    return f"{table}_migrate_control"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from deployment.errors import StoreMissing, StoreUnreachable
 from deployment.sessions.record import Record, canonical_bytes, expires_at
 from deployment.sessions.stores.base import SessionStore, query_options
 from deployment.sessions.stores.files import path_of
-from deployment.sessions.stores.sql import journal_table, table_name
+from deployment.sessions.stores.sql import control_table, journal_table, table_name
 
 _CHUNK = 500  # SQLite's default limit on bound parameters is 999
 
@@ -28,6 +29,7 @@ class SqliteStore(SessionStore):
         self.path = path_of(url)
         self.table = table_name(query_options(url))
         self.journal = journal_table(self.table)
+        self.control = control_table(self.table)
         self._db: sqlite3.Connection | None = None
 
     @property
@@ -125,3 +127,38 @@ class SqliteStore(SessionStore):
     async def journal_ids(self) -> list[str]:
         self._ensure_journal()
         return [r[0] for r in self.db.execute(f"SELECT DISTINCT migration_id FROM {self.journal} ORDER BY 1")]
+
+    async def write_many_if_newer(self, records: list[Record]) -> int:
+        rows = [(r["id"], expires_at(r), canonical_bytes(r).decode()) for r in records]
+        with self.db:
+            self.db.execute("BEGIN")
+            before = self.db.total_changes
+            self.db.executemany(
+                f"INSERT INTO {self.table} (id, expires_at, record) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, record = excluded.record "
+                f"WHERE coalesce(json_extract({self.table}.record, '$.rev'), 0) "
+                "< coalesce(json_extract(excluded.record, '$.rev'), 0)",
+                rows,
+            )
+            return self.db.total_changes - before
+
+    def _ensure_control(self) -> None:
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS {self.control} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    async def control_get(self, key: str) -> dict[str, Any] | None:
+        self._ensure_control()
+        row = self.db.execute(f"SELECT value FROM {self.control} WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def control_put(self, key: str, value: dict[str, Any]) -> None:
+        self._ensure_control()
+        self.db.execute(f"INSERT OR REPLACE INTO {self.control} (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    async def control_scan(self, prefix: str) -> dict[str, dict[str, Any]]:
+        self._ensure_control()
+        rows = self.db.execute(f"SELECT key, value FROM {self.control} WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+        return {k: json.loads(v) for k, v in rows}
+
+    async def control_delete(self, prefix: str) -> None:
+        self._ensure_control()
+        self.db.execute(f"DELETE FROM {self.control} WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
