@@ -17,7 +17,7 @@ from client.connect import TASK_QUEUE
 from deployment.config.model import Change, Finding, Issue
 from deployment.config.plan import CheckReport, MigrationPlan, check_unit, load_unit, plan_unit
 from deployment.config.source import read_unit
-from deployment.errors import BadInput, MigrateError
+from deployment.errors import MigrateError
 
 config_app = typer.Typer(help="Check Snakepit config files and migrate them between versions.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -109,9 +109,12 @@ def migrate(
 
     refused = refusal(plan.to_version, plan.findings, [i for i in plan.issues if i.severity == "error"], accept_findings)
     if refused is not None:
-        if not json_out:
+        if json_out:
+            emit_json({"status": "refused", "migration_id": None, "error": refused.message, "hint": refused.hint, "type": type(refused).__name__, **plan.as_json()})
+        else:
             _print_plan(plan, plan.changes, plan.findings)
-        return _bad_input(refused, json_out) if isinstance(refused, BadInput) else _fail(refused, json_out)
+        err.print(f"[bold red]error:[/] {escape(str(refused))}", markup=True)
+        return refused.exit_code
     if not plan.changed:
         if json_out:
             emit_json({"status": "unchanged", "migration_id": None, "backup": None, **plan.as_json()})
@@ -122,13 +125,6 @@ def migrate(
     if from_:
         params["from_version"] = from_
     return run(_run_workflow(params, address, json_out))
-
-
-def _fail(exc: MigrateError, json_out: bool) -> int:
-    if json_out:
-        emit_json({"status": "refused", "error": exc.message, "type": type(exc).__name__})
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
-    return 1
 
 
 @config_app.command("rollback")

@@ -113,3 +113,12 @@ def test_relative_paths_work(capsys, corpus, monkeypatch) -> None:
     monkeypatch.chdir(folder.parent)
     code, out, _ = cli(capsys, "config", "check", Path(folder.name).as_posix() + "/config.exs", "--json")
     assert code == 0 and json.loads(out)["detected_version"] == "0.3"
+
+
+def test_refusal_json_carries_the_findings_to_review(capsys, corpus) -> None:
+    folder = corpus("v0_6")
+    code, out, _ = cli(capsys, "config", "migrate", str(folder), "--to", "0.7", "--json")
+    data = json.loads(out)
+    assert code == 2 and data["status"] == "refused" and data["migration_id"] is None
+    assert [f["key"] for f in data["findings"]] == ["python_runtime.strategy"]
+    assert data["findings"][0]["line"] == 33
