@@ -12,7 +12,7 @@ import typer
 from client.cli import app
 from client.cli.common import emit_json, out
 from deployment.adapters.analyzer import analyze_path
-from deployment.adapters.equivalence import EquivalenceReport, Limits, Tolerance, read_cases, verify
+from deployment.adapters.equivalence import EquivalenceReport, Limits, Tolerance, read_cases, read_records, verify
 from deployment.adapters.errors import GenericConfigError
 from deployment.adapters.generic import GenericConfig
 from deployment.adapters.model import AnalysisReport
@@ -82,7 +82,7 @@ def verify_cmd(
         report,
         config,
         samples=read_cases(samples) if samples else None,
-        traffic=read_cases(traffic) if traffic else None,
+        traffic=read_records(traffic) if traffic else None,
         examples=examples,
         accept=accepted,
         tolerance=Tolerance(rel_tol, abs_tol),
@@ -156,6 +156,13 @@ def render_verify(result: EquivalenceReport, written: str | None) -> str:
             lines.append(f"      first mismatch: arguments {json.dumps(fm['arguments'])[:200]}")
             lines.append(f"        custom:  {_outcome(fm['custom'])}")
             lines.append(f"        generic: {_outcome(fm['generic'])}")
+        if v.recorded.get("cases"):
+            lines.append(f"      recorded results reproduced: {v.recorded['matches']}/{v.recorded['cases']}")
+        if v.recorded_mismatch:
+            rm = v.recorded_mismatch
+            lines.append(f"      first recorded call not reproduced: arguments {json.dumps(rm['arguments'])[:200]}")
+            lines.append(f"        recorded: {json.dumps(rm['recorded'])[:200]}")
+            lines.append(f"        custom:   {_outcome(rm['custom'])}")
     if written:
         lines.append(f"verified configuration written to {written}")
     return "\n".join(lines)

@@ -61,13 +61,16 @@ class ToolVerdict:
 
     tool: str
     adapter: str
-    status: str  # equivalent | accepted | mismatch | error | no_cases | not_migratable | not_in_config | unknown_tool
+    status: str  # equivalent | accepted | mismatch | not_reproduced | error | no_cases | not_migratable | not_in_config | unknown_tool
     decision: str  # generic | custom
     cases: int = 0
     matches: int = 0
     sources: dict[str, int] = field(default_factory=dict)
     first_mismatch: dict[str, Any] | None = None
     detail: str = ""
+    # Recorded calls whose production result the custom adapter, run here, reproduced.
+    recorded: dict[str, int] = field(default_factory=dict)
+    recorded_mismatch: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +82,8 @@ class ToolVerdict:
             "matches": self.matches,
             "sources": self.sources,
             "first_mismatch": self.first_mismatch,
+            "recorded": self.recorded,
+            "recorded_mismatch": self.recorded_mismatch,
             "detail": self.detail,
         }
 
@@ -284,15 +289,20 @@ def verify(
     config: dict[str, Any],
     *,
     samples: dict[str, list[dict[str, Any]]] | None = None,
-    traffic: dict[str, list[dict[str, Any]]] | None = None,
+    traffic: list[Recorded] | None = None,
     examples: int = 50,
     accept: set[str] | frozenset[str] = frozenset(),
     tolerance: Tolerance = Tolerance(),
     limits: Limits = Limits(),
 ) -> EquivalenceReport:
-    """Compare every aliased tool of ``config`` with the custom tool it replaces."""
+    """Compare every aliased tool of ``config`` with the custom tool it replaces.
+
+    Recorded traffic adds its calls as cases, and where a call's production
+    result was recorded, the custom adapter run here must reproduce it: else
+    the check is not running in the environment production runs in.
+    """
     parsed = GenericConfig.parse(config)
-    samples, traffic = samples or {}, traffic or {}
+    samples, traffic = samples or {}, traffic or []
     found: dict[str, tuple[Any, Tool]] = {}
     for adapter in report.adapters:
         for tool in adapter.tools:
@@ -317,11 +327,16 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
     verdict = ToolVerdict(tool.name, adapter.name, "equivalent", "generic")
     cases: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for source, given in (("samples", samples.get(tool.name, [])), ("traffic", traffic.get(tool.name, [])),
+    recorded = [r for r in traffic if r.tool == tool.name]
+    results = {}
+    for r in recorded:
+        if r.has_result:
+            results.setdefault(_key(r.arguments), r.result)
+    for source, given in (("samples", samples.get(tool.name, [])), ("traffic", [r.arguments for r in recorded]),
                           ("generated", generate_cases(tool.params, examples) if examples else [])):
         added = 0
         for arguments in given:
-            key = json.dumps(arguments, sort_keys=True, default=repr)
+            key = _key(arguments)
             if key not in seen:
                 seen.add(key)
                 cases.append(arguments)
@@ -353,17 +368,36 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
             verdict.matches += 1
         elif verdict.first_mismatch is None:
             verdict.first_mismatch = {"arguments": arguments, "custom": c, "generic": g}
-    if verdict.first_mismatch is not None:
+    verdict.recorded = {"cases": 0, "matches": 0}
+    for arguments, c in zip(cases, custom["outcomes"]):
+        if _key(arguments) not in results:
+            continue
+        verdict.recorded["cases"] += 1
+        if same_outcome({"ok": True, "value": results[_key(arguments)]}, c, tol):
+            verdict.recorded["matches"] += 1
+        elif verdict.recorded_mismatch is None:
+            verdict.recorded_mismatch = {"arguments": arguments, "recorded": results[_key(arguments)], "custom": c}
+    if verdict.first_mismatch is not None or verdict.recorded_mismatch is not None:
         if tool.name in accept:
             verdict.status, verdict.detail = "accepted", "mismatches accepted by the user"
-        else:
+        elif verdict.first_mismatch is not None:
             verdict.status, verdict.decision = "mismatch", "custom"
             verdict.detail = f"{verdict.cases - verdict.matches} of {verdict.cases} cases differ; the tool stays custom"
+        else:
+            r = verdict.recorded
+            verdict.status, verdict.decision = "not_reproduced", "custom"
+            verdict.detail = (f"the custom adapter run here answers {r['cases'] - r['matches']} of {r['cases']} recorded "
+                              "calls differently than production did: this check does not run in production's "
+                              "environment (library versions?); the tool stays custom")
     elif not tool.migratable:
         verdict.status, verdict.decision = "not_migratable", "custom"
         verdict.detail = "results matched, but the analyzer found " + ", ".join(
             f"{r.category} (line {r.line})" for r in tool.reasons) + "; equal outputs do not prove equal effects"
     return verdict
+
+
+def _key(arguments: dict[str, Any]) -> str:
+    return json.dumps(arguments, sort_keys=True, default=repr)
 
 
 def _mixed(config: dict[str, Any], verdicts: list[ToolVerdict]) -> dict[str, Any]:

@@ -82,12 +82,14 @@ def test_command_handler_with_samples_and_recorded_traffic(tmp_path):
         + json.dumps({"tool": "median", "arguments": {"values": [4, 1]}, "result": {"status": "ok", "result": 2.5}}) + "\n"
         + json.dumps({"tool": "sqrt", "arguments": {"x": 2.0}, "result": {"status": "ok", "result": 1.4142135623730951}}) + "\n"
     )
-    result = verify(report, config, samples=read_cases(samples), traffic=read_cases(traffic), examples=10, limits=FAST)
+    result = verify(report, config, samples=read_cases(samples), traffic=read_records(traffic), examples=10, limits=FAST)
     sqrt, median = result.verdict("sqrt"), result.verdict("median")
     # Unannotated handler args cannot be generated; the duplicate traffic case is not run twice.
     assert sqrt.sources == {"samples": 2, "traffic": 0, "generated": 0}
     assert (sqrt.status, sqrt.cases, sqrt.matches) == ("equivalent", 2, 2)
     assert (median.status, median.cases, median.matches) == ("equivalent", 2, 2)
+    # Recorded production answers are reproduced by the custom adapter run here.
+    assert (median.recorded, sqrt.recorded) == ({"cases": 2, "matches": 2}, {"cases": 1, "matches": 1})
     assert result.ok
     # Without any input there is nothing to prove: the tool stays custom.
     bare = verify(report, config, examples=10, limits=FAST)
@@ -195,3 +197,23 @@ def test_replaying_recorded_calls_against_a_running_adapter(tmp_path, math_tools
     assert gcd.first_mismatch == {"arguments": {"a": 7, "b": 21}, "recorded": 1, "replayed": {"ok": True, "value": 7}}
     assert (verdicts["cached_factorial"].status, verdicts["cached_factorial"].matches) == ("equivalent", 1)
     assert verdicts["_clamp"].first_mismatch["replayed"]["error"]["type"] == "UnknownTool"
+
+
+def test_recorded_answers_the_check_cannot_reproduce_keep_the_tool_custom(tmp_path, math_tools):
+    report, config = math_tools
+    only = {**config, "tool_aliases": {k: config["tool_aliases"][k] for k in ("square_root", "gcd")}}
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text(
+        json.dumps({"tool": "square_root", "arguments": {"x": 4.0}, "result": 2.0000001}) + "\n"  # another libm, say
+        + json.dumps({"tool": "gcd", "arguments": {"a": 4, "b": 6}, "result": 2}) + "\n"
+    )
+    result = verify(report, only, traffic=read_records(traffic), examples=0, limits=FAST)
+    root, gcd = result.verdict("square_root"), result.verdict("gcd")
+    assert (gcd.status, gcd.recorded) == ("equivalent", {"cases": 1, "matches": 1})
+    # Custom and generic agree with each other, but not with production: nothing is proven.
+    assert (root.status, root.decision, root.matches, root.cases) == ("not_reproduced", "custom", 1, 1)
+    assert root.recorded_mismatch == {"arguments": {"x": 4.0}, "recorded": 2.0000001,
+                                      "custom": {"ok": True, "value": 2.0}}
+    assert "square_root" not in result.config["tool_aliases"] and not result.ok
+    accepted = verify(report, only, traffic=read_records(traffic), examples=0, accept={"square_root"}, limits=FAST)
+    assert accepted.ok and accepted.verdict("square_root").status == "accepted"

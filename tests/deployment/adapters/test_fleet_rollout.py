@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from deployment.adapters.analyzer import analyze_path
-from deployment.adapters.equivalence import Limits, read_cases, read_records, replay, verify
+from deployment.adapters.equivalence import Limits, read_records, replay, verify
 from deployment.adapters.proposal import propose_config
 from deployment.fleet.local import LocalFleet
 from deployment.pool.load import run_load
@@ -75,9 +75,11 @@ async def test_custom_fleet_rolls_onto_the_verified_mixed_config_with_identical_
         assert len(records) == len(CALLS) and all(r.has_result for r in records)
 
         report = analyze_path(FIXTURES / "base_adapter_tools.py")
-        verified = verify(report, propose_config(report), traffic=read_cases(recorded), examples=10,
+        verified = verify(report, propose_config(report), traffic=read_records(recorded), examples=10,
                           limits=Limits(timeout=30))
         assert verified.ok, [v.to_dict() for v in verified.tools if v.decision != "generic"]
+        # The sandboxed custom adapter reproduces every recorded production answer of a migrated tool.
+        assert sum(v.recorded["cases"] for v in verified.tools) == sum(v.recorded["matches"] for v in verified.tools) == 8
         assert verified.config["custom_adapter"] == "base_adapter_tools.MathToolsAdapter"
         generic = tmp_path / "generic.json"
         generic.write_text(json.dumps(verified.config))
