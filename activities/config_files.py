@@ -128,7 +128,11 @@ class RestoreResult(BaseModel):
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` by writing a temporary file beside it and renaming it over."""
+    """Write ``data`` to ``path`` by writing a temporary file beside it and renaming it over.
+
+    A symbolic link is followed: the file it points to is replaced, the link stays.
+    """
+    path = path.resolve()
     mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".snakepit-migrate.tmp", dir=path.parent)
     try:

@@ -17,7 +17,8 @@ from typing import Any
 from deployment.config.exs import ConfigCall, Entry, ExsFile, Value
 from deployment.config.values import Config, Keywords, _key_text, render, same
 
-_LINE_REST = re.compile(rb"[ \t]*(,)?[ \t]*(#[^\n]*)?(\n|$)")
+_LINE_REST = re.compile(rb"[ \t]*(,)?[ \t]*(#[^\r\n]*)?(\r?\n|$)")
+_TO_COMMA = re.compile(rb"[ \t\r\n]*(#[^\n]*\n[ \t\r\n]*)*,")
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,14 @@ class _Planner:
     def __init__(self, source: bytes, hints: set[tuple[tuple, str, str]]) -> None:
         self.src = source
         self.hints = hints
+        self.newline = "\r\n" if b"\r\n" in source else "\n"  # inserted lines follow the file's line endings
         self.edits: list[Edit] = []
         self._seq = 0
 
     def add(self, start: int, end: int, text: str) -> None:
         self._seq += 1
+        if self.newline != "\n":
+            text = text.replace("\n", self.newline)
         self.edits.append(Edit(start, end, text, self._seq))
 
     # -- geometry -------------------------------------------------------
@@ -66,14 +70,14 @@ class _Planner:
         return m.group(0).decode() if m else ""
 
     def starts_line(self, pos: int) -> bool:
-        return self.src[self.line_start(pos):pos].strip(b" \t") == b""
+        return self.src[self.line_start(pos):pos].strip(b" \t\r") == b""
 
     def rest(self, pos: int) -> re.Match[bytes] | None:
         """After ``pos``: optional comma and comment up to the end of the line."""
         return _LINE_REST.match(self.src, pos)
 
     def comma_after(self, pos: int) -> int | None:
-        m = re.compile(rb"[ \t\n]*(#[^\n]*\n[ \t\n]*)*,").match(self.src, pos)
+        m = _TO_COMMA.match(self.src, pos)
         return m.end() - 1 if m else None
 
     # -- values ---------------------------------------------------------

@@ -119,3 +119,13 @@ def test_valid_flag_reflects_target_validation() -> None:
     plan = plan_unit(load_unit([("config.exs", b"import Config\nconfig :snakepit, adapter_module: Snakepit.Adapters.GenericJavaScript\n")]), "0.5")
     assert not plan.valid and not is_valid(plan.issues)
     assert any("GenericJavaScript" in f.message for f in plan.findings)
+
+
+def test_crlf_files_keep_crlf_line_endings() -> None:
+    src = (CORPUS / "v0_3" / "config.exs").read_bytes().replace(b"\n", b"\r\n")
+    plan = plan_unit(load_unit([("config/config.exs", src)]), "0.13")
+    after = plan.files[0].after
+    assert plan.valid and b"pools: [\r\n" in after
+    assert after.count(b"\n") == after.count(b"\r\n"), "no bare LF was introduced"
+    lf = _plan("v0_3", "0.13").files[0].after
+    assert after == lf.replace(b"\n", b"\r\n")

@@ -144,3 +144,17 @@ async def test_dry_run_through_the_workflow_plans_and_writes_nothing(env, corpus
     assert result.status == "dry_run" and result.backup is None
     assert "+  log_categories: [:pool, :grpc]," in result.diff
     assert snapshot(folder) == before
+
+
+async def test_a_symlinked_config_file_is_written_through_the_link(env, corpus, tmp_path) -> None:
+    real = corpus("v0_8")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "config.exs").symlink_to(real / "config.exs")
+    before = (real / "config.exs").read_bytes()
+    result = await run(env, tmp_path, {"path": str(linked), "to_version": "0.10"})
+    assert result.status == "completed"
+    assert (linked / "config.exs").is_symlink() and (real / "config.exs").read_bytes() != before
+    undone = await run(env, tmp_path, {}, rollback_of=result.migration_id)
+    assert undone.status == "rolled_back" and (real / "config.exs").read_bytes() == before
+    assert (linked / "config.exs").is_symlink()
