@@ -129,3 +129,15 @@ def test_crlf_files_keep_crlf_line_endings() -> None:
     assert after.count(b"\n") == after.count(b"\r\n"), "no bare LF was introduced"
     lf = _plan("v0_3", "0.13").files[0].after
     assert after == lf.replace(b"\n", b"\r\n")
+
+
+DOWNGRADES = [(name, target) for name, era in sorted(ERAS.items()) for target in VERSIONS if VERSIONS.index(target) < VERSIONS.index(era)]
+
+
+@pytest.mark.parametrize(("name", "target"), DOWNGRADES)
+def test_down_conversion_of_the_corpus_is_lossless_or_says_what_it_would_lose(name: str, target: str) -> None:
+    plan = _plan(name, target)
+    if plan.lossy:
+        assert all(f.kind == "lossy" and f.message and f.guidance for f in plan.lossy)
+        return
+    assert plan.valid, [i.text() for i in plan.issues if i.severity == "error"]
