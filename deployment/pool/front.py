@@ -87,6 +87,7 @@ class Fleet:
         self.store_url = store_url
         start_timeout = _timing(spec.raw, "worker_init_timeout", 30.0)
         self.queue_timeout = _timing(spec.raw, "pool_queue_timeout", 5.0)
+        self.cleanup_interval = _timing(spec.raw, "session_cleanup_interval", 60.0)
         self.call_timeout = call_timeout
         self.instances = [Instance(f"w{i + 1}", spec, run_dir, store_url, start_timeout) for i in range(instances)]
         self.migration: dict[str, str] | None = None
@@ -94,6 +95,7 @@ class Fleet:
         self._turn = 0
         self._http: aiohttp.ClientSession | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._prune_task: asyncio.Task[None] | None = None
         self._respawns: set[asyncio.Task[None]] = set()
         self._session_locks = SessionLocks()
         self._affinity: dict[str, str] = {}  # session id -> instance that last served it, oldest first
@@ -110,11 +112,13 @@ class Fleet:
         # (safe to retry elsewhere) rather than as a stale pooled connection.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
         self._health_task = asyncio.create_task(self._health_loop())
+        self._prune_task = asyncio.create_task(self._prune_loop())
 
     async def close(self) -> None:
         """Stop health checks and every worker process."""
-        if self._health_task is not None:
-            self._health_task.cancel()
+        for task in (self._health_task, self._prune_task):
+            if task is not None:
+                task.cancel()
         for task in list(self._respawns):
             task.cancel()
         await asyncio.gather(*(i.stop() for i in self.instances), return_exceptions=True)
@@ -213,6 +217,22 @@ class Fleet:
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
             await asyncio.gather(*(self._check(i) for i in self.instances), return_exceptions=True)
+
+    async def _prune_loop(self) -> None:
+        """Every ``session_cleanup_interval`` one serving instance deletes the expired sessions."""
+        assert self._http is not None
+        while True:
+            await asyncio.sleep(self.cleanup_interval)
+            inst = self.pick()
+            if inst is None or inst.process is None:
+                continue
+            try:
+                async with self._http.post(f"{inst.process.url}/prune", timeout=aiohttp.ClientTimeout(total=60)) as resp:
+                    body = await resp.json(content_type=None)
+                if body.get("pruned"):
+                    log.info("%s: pruned %d expired session(s)", inst.id, body["pruned"])
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning("%s: pruning failed: %s", inst.id, exc)
 
     async def _check(self, inst: Instance) -> None:
         proc = inst.process

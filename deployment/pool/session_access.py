@@ -10,9 +10,10 @@ and be returned by :func:`open_session_access`.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
-from deployment.sessions.record import Record
+from deployment.sessions.record import Record, is_expired
 from deployment.sessions.stores import open_store
 from deployment.sessions.stores.base import SessionStore
 
@@ -35,6 +36,10 @@ class SessionAccess(Protocol):
     def describe(self) -> dict[str, Any]:
         """What the instance reports about its sessions (``/ready``, the admin API):
         at least ``mode``; a router adds what a migration waits on, e.g. the mode it acknowledged."""
+        ...
+
+    async def prune(self) -> int:
+        """Delete the expired sessions (``last_accessed + ttl < now``); how many went."""
         ...
 
 
@@ -80,6 +85,16 @@ class StoreSessionAccess:
 
     def describe(self) -> dict[str, Any]:
         return {"mode": "direct", "store": self.store.display}
+
+    async def prune(self) -> int:
+        now = time.time()
+        pruned = 0
+        async for batch in self.store.iter_records():
+            expired = [r["id"] for r in batch if is_expired(r, now)]
+            if expired:
+                await self.store.delete_many(expired)
+                pruned += len(expired)
+        return pruned
 
 
 async def open_session_access(store_url: str, ttl: int) -> SessionAccess:

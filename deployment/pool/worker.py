@@ -8,7 +8,8 @@ handshake ``{"ready": true, "port", "pid", "adapter", "config_version",
 handshake stdout is pointed at the log, so adapter prints cannot block it.
 
 Endpoints: ``GET /ready``; ``POST /call`` with ``{"tool", "session_id",
-"arguments"}`` → ``{"result"}`` or ``{"error": {"type", "message"}}``.
+"arguments"}`` → ``{"result"}`` or ``{"error": {"type", "message"}}``;
+``POST /prune`` (delete expired sessions, asked for by the front).
 The adapter sees ``SNAKEPIT_CONFIG`` (the config file) and
 ``SNAKEPIT_ADAPTER_ARGS`` (the ``adapter_args`` after ``--adapter X``, JSON).
 """
@@ -55,6 +56,7 @@ class Worker:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/ready", self.ready)
         app.router.add_post("/call", self.call)
+        app.router.add_post("/prune", self.prune)
         return app
 
     def describe(self) -> dict[str, Any]:
@@ -64,6 +66,13 @@ class Worker:
 
     async def ready(self, request: web.Request) -> web.Response:
         return web.json_response(self.describe())
+
+    async def prune(self, request: web.Request) -> web.Response:
+        try:
+            pruned = await self.sessions.prune()
+        except Exception as exc:
+            return self._store_failed("pruning", "*", exc)
+        return web.json_response({"pruned": pruned})
 
     async def call(self, request: web.Request) -> web.Response:
         try:

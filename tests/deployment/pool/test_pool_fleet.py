@@ -271,3 +271,21 @@ async def test_admin_token_and_workers_do_not_outlive_a_killed_front(
         await asyncio.sleep(0.2)
         alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert pids and not alive
+
+
+async def test_expired_sessions_are_pruned(make_config, fleet_dir: Path) -> None:
+    store = f"sqlite:///{fleet_dir / 'prune.db'}"
+    config = fleet_dir / "prune.json"
+    config.write_text(json.dumps(make_config("fleet_adapters.CounterAdapter", "p1", store,
+                                             session_default_ttl=1, session_cleanup_interval=300)))
+    short = await LocalFleet.start(config, instances=1, port=0, extra_args=["--run-dir", str(fleet_dir / "prune")])
+    try:
+        assert (await call_tool(short.url, "incr", "brief"))[0] == 200
+        async with open_store(store) as s:
+            assert await s.read_many(["brief"])
+        await asyncio.sleep(2.5)  # ttl 1 s, pruned every 0.3 s
+        async with open_store(store) as s:
+            assert await s.read_many(["brief"]) == {}
+        assert await call_tool(short.url, "incr", "brief") == (200, {"result": 1})  # a new session
+    finally:
+        assert await short.stop() == 0
