@@ -141,3 +141,17 @@ def test_down_conversion_of_the_corpus_is_lossless_or_says_what_it_would_lose(na
         assert all(f.kind == "lossy" and f.message and f.guidance for f in plan.lossy)
         return
     assert plan.valid, [i.text() for i in plan.issues if i.severity == "error"]
+
+
+def test_a_simple_0_10_deployment_goes_back_to_0_5_and_up_again_to_the_same_settings() -> None:
+    down = _plan("v0_10_simple", "0.5")
+    assert not down.lossy and down.valid
+    (after,) = load_unit([(f.path, f.after) for f in down.files])
+    cfg = after.config()
+    assert cfg["adapter_module"] == "Snakepit.Adapters.GRPCPython" and cfg["pool_config"]["pool_size"] == 6
+    assert (cfg["grpc_port"], cfg["grpc_host"], cfg["cleanup_retry_interval"]) == (50051, "10.1.2.3", 250)
+    assert "log_level" not in cfg and b"# reachable from the other nodes" in down.files[0].after
+    up = plan_unit(load_unit([(f.path, f.after) for f in down.files]), "0.10", "0.5")
+    (original,) = load_unit(read_unit(CORPUS / "v0_10_simple"))
+    (again,) = load_unit([(f.path, f.after) for f in up.files])
+    assert again.config() == original.config()
