@@ -1,7 +1,9 @@
 """Inputs generated from parameter annotations with hypothesis.
 
 An annotation is read as source text (``"list[float]"``, ``"Optional[int]"``,
-``"str | None"``), never evaluated.  A required parameter whose type cannot be
+``"str | None"``), never evaluated; a parameter without one (a command
+handler's ``args["x"]``) can be typed from the values samples and recorded
+traffic show callers sending.  A required parameter whose type cannot be
 read makes the tool ungeneratable (no cases); an optional one is left out.
 Generation is derandomized, so the same tool always gets the same inputs.
 """
@@ -85,6 +87,47 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def observed_annotation(values: list[Any]) -> str | None:
+    """An annotation for a parameter without one, from the JSON values callers were seen to send."""
+    kinds = set()
+    items = [x for v in values if isinstance(v, list) for x in v]  # every list's elements share one type
+    for v in values:
+        if v is None:
+            kinds.add("None")
+        elif isinstance(v, bool):
+            kinds.add("bool")
+        elif isinstance(v, (int, float)):
+            kinds.add("int" if isinstance(v, int) else "float")
+        elif isinstance(v, str):
+            kinds.add("str")
+        elif isinstance(v, list):
+            inner = observed_annotation(items) if items else "int"
+            kinds.add(f"list[{inner}]" if inner else "list[Any]")
+        elif isinstance(v, dict):
+            kinds.add("Dict[str, Any]")
+    if {"int", "float"} <= kinds:
+        kinds -= {"int"}
+    optional = "None" in kinds
+    kinds.discard("None")
+    if len(kinds) != 1:
+        return None
+    (kind,) = kinds
+    return f"Optional[{kind}]" if optional else kind
+
+
+def with_observed_types(params: list[Param], observed: list[dict[str, Any]]) -> list[Param]:
+    """``params``, those without an annotation typed from ``observed`` arguments where they agree."""
+    out = []
+    for p in params:
+        if p.annotation is None:
+            seen = [args[p.name] for args in observed if p.name in args]
+            guess = observed_annotation(seen) if seen else None
+            if guess:
+                p = Param(p.name, guess, p.default, p.required, p.default_source)
+        out.append(p)
+    return out
 
 
 def generate_cases(params: list[Param], count: int) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from deployment.adapters import casegen
-from deployment.adapters.casegen import generate_cases
+from deployment.adapters.casegen import generate_cases, with_observed_types
 from deployment.adapters.errors import SamplesParseError
 from deployment.adapters.generic import GenericConfig
 from deployment.adapters.model import AnalysisReport, Tool
@@ -332,8 +332,10 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
     for r in recorded:
         if r.has_result:
             results.setdefault(_key(r.arguments), r.result)
+    observed = [*samples.get(tool.name, []), *(r.arguments for r in recorded)]
+    params = with_observed_types(tool.params, observed)
     for source, given in (("samples", samples.get(tool.name, [])), ("traffic", [r.arguments for r in recorded]),
-                          ("generated", generate_cases(tool.params, examples) if examples else [])):
+                          ("generated", generate_cases(params, examples) if examples else [])):
         added = 0
         for arguments in given:
             key = _key(arguments)

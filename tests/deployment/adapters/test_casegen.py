@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from deployment.adapters.casegen import generate_cases
+from deployment.adapters.casegen import generate_cases, observed_annotation, with_observed_types
 from deployment.adapters.model import Param
 
 
@@ -37,3 +37,17 @@ def test_unreadable_types():
     # An optional one is left out; an unannotated optional follows its default's type.
     cases = generate_cases([Param("x", "int"), Param("model", "Pipeline", None, False), Param("k", None, 3, False)], 10)
     assert cases and all("model" not in c for c in cases) and any(isinstance(c.get("k"), int) for c in cases)
+
+
+def test_types_observed_in_samples_for_unannotated_parameters():
+    assert observed_annotation([1, 2.5, -3]) == "float"
+    assert observed_annotation([1, 2]) == "int"
+    assert observed_annotation(["a", None]) == "Optional[str]"
+    assert observed_annotation([[1, 2], [3.5]]) == "list[float]"
+    assert observed_annotation([{"a": 1}]) == "Dict[str, Any]"
+    assert observed_annotation([1, "a"]) is None  # callers disagree: no guess
+    params = with_observed_types([Param("x"), Param("label", None, "a", False), Param("n", "int")],
+                                 [{"x": 2.0, "label": "p"}, {"x": -1}])
+    assert [(p.name, p.annotation) for p in params] == [("x", "float"), ("label", "str"), ("n", "int")]
+    cases = generate_cases(params, 10)
+    assert cases and all(isinstance(c["x"], float) for c in cases)

@@ -81,7 +81,8 @@ def test_verify_mismatch_exit_1_and_accepting_it(tmp_path, capsys):
             "--samples", str(samples), "--examples", "5"]
     assert main(args) == 1
     text = capsys.readouterr().out
-    assert "add: MISMATCH -> custom  1/2 matched (samples 2)" in text
+    # The samples also type the unannotated a and b (ints), so inputs are generated as well.
+    assert "add: MISMATCH -> custom  1/6 matched (samples 2, generated 4)" in text
     assert 'first mismatch: arguments {"a": 2, "b": 3}' in text
     assert "custom:  5" in text and "generic: -1" in text
     assert main([*args, "--accept-mismatch", "add"]) == 0

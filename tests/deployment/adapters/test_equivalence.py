@@ -84,10 +84,11 @@ def test_command_handler_with_samples_and_recorded_traffic(tmp_path):
     )
     result = verify(report, config, samples=read_cases(samples), traffic=read_records(traffic), examples=10, limits=FAST)
     sqrt, median = result.verdict("sqrt"), result.verdict("median")
-    # Unannotated handler args cannot be generated; the duplicate traffic case is not run twice.
-    assert sqrt.sources == {"samples": 2, "traffic": 0, "generated": 0}
-    assert (sqrt.status, sqrt.cases, sqrt.matches) == ("equivalent", 2, 2)
-    assert (median.status, median.cases, median.matches) == ("equivalent", 2, 2)
+    # Unannotated handler args are typed from what samples and traffic sent (x: float, values: list[int]),
+    # then generated; the duplicate traffic case is not run twice.
+    assert sqrt.sources == {"samples": 2, "traffic": 0, "generated": 10}
+    assert (sqrt.status, sqrt.cases, sqrt.matches) == ("equivalent", 12, 12)
+    assert (median.status, median.matches) == ("equivalent", median.cases) and median.sources["traffic"] == 2
     # Recorded production answers are reproduced by the custom adapter run here.
     assert (median.recorded, sqrt.recorded) == ({"cases": 2, "matches": 2}, {"cases": 1, "matches": 1})
     assert result.ok
