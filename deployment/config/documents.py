@@ -20,11 +20,11 @@ import tomli_w
 import yaml
 
 from deployment.config.converters import Context
-from deployment.config.steps import convert
 from deployment.config.errors import ConfigParseError
 from deployment.config.exs import ExsFile, parse_exs
 from deployment.config.model import Change, Finding
 from deployment.config.rewrite import rewrite_exs
+from deployment.config.steps import convert
 from deployment.config.validate import Locations
 from deployment.config.values import Config, describe, same, to_plain
 

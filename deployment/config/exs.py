@@ -330,11 +330,11 @@ def parse_exs(source: bytes, path: str = "<config>") -> ExsFile:
         raise ConfigParseError(path, line, col, f"{what} near {near!r}" if near else what)
     calls: list[ConfigCall] = []
     imports: list[str] = []
-    _walk(root, source, path, calls, imports)
+    _walk(root, source, calls, imports)
     return ExsFile(path, source, calls, imports)
 
 
-def _walk(node: Node, src: bytes, path: str, calls: list[ConfigCall], imports: list[str]) -> None:
+def _walk(node: Node, src: bytes, calls: list[ConfigCall], imports: list[str]) -> None:
     for child in node.named_children:
         if child.type == "call":
             name = _call_name(child, src)
@@ -349,7 +349,7 @@ def _walk(node: Node, src: bytes, path: str, calls: list[ConfigCall], imports: l
                     imports.append(_text(args, src).strip("() "))
                 continue
         if child.named_child_count:
-            _walk(child, src, path, calls, imports)
+            _walk(child, src, calls, imports)
 
 
 def _config_call(node: Node, src: bytes) -> ConfigCall | None:

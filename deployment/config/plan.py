@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from deployment.config.converters import Context
-from deployment.config.steps import convert
 from deployment.config.detect import Detection, canonical, detect, keys_of
 from deployment.config.documents import Document, load_document
 from deployment.config.errors import ConfigParseError
 from deployment.config.exs import deep_merge
 from deployment.config.model import Change, Finding, Issue
+from deployment.config.steps import convert
 from deployment.config.validate import is_valid, validate
 from deployment.config.values import Config, same
 
