@@ -70,6 +70,17 @@ def status(fleet: str = FleetOpt, as_json: bool = JsonOpt) -> None:
         out.print(f"  {i.id:<6} {i.state:<11} config {i.config_version}  {i.adapter}")
 
 
+@pool_app.command("instances")
+def instances(fleet: str = FleetOpt, as_json: bool = JsonOpt) -> None:
+    """List the instances with their in-flight count and what they report of their sessions."""
+    found = run(_with_fleet(fleet, lambda f: f.list_instances()))
+    if as_json:
+        emit_json({"instances": [i.model_dump() for i in found]})
+        return
+    for i in found:
+        _show(i, False)
+
+
 @pool_app.command("drain")
 def drain(instance: str, fleet: str = FleetOpt, as_json: bool = JsonOpt) -> None:
     """Stop sending new requests to one instance."""

@@ -289,3 +289,20 @@ async def test_expired_sessions_are_pruned(make_config, fleet_dir: Path) -> None
         assert await call_tool(short.url, "incr", "brief") == (200, {"result": 1})  # a new session
     finally:
         assert await short.stop() == 0
+
+
+async def test_control_verbs_drive_the_fleet(fleet: LocalFleet, capsys: pytest.CaptureFixture[str]) -> None:
+    from client.cli import main
+
+    async def verb(*args: str) -> tuple[int, dict]:
+        code = await asyncio.to_thread(main, [*args, "--fleet", f"local:{fleet.url}", "--json"])
+        return code, json.loads(capsys.readouterr().out)
+
+    code, health = await verb("pool", "status")
+    assert code == 0 and health["status"] == "ok" and len(health["instances"]) == 3
+    code, drained = await verb("pool", "drain", "w2")
+    assert code == 0 and drained["state"] == "draining"
+    code, listed = await verb("pool", "instances")
+    assert [i["state"] for i in listed["instances"]] == ["serving", "draining", "serving"]
+    code, back = await verb("pool", "undrain", "w2")
+    assert code == 0 and back["state"] == "serving"
