@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from deployment.errors import BadInput
-from deployment.pool.adapter_host import UnknownTool as HostUnknownTool
 
 
 class AdapterSourceError(BadInput):
@@ -41,14 +40,6 @@ class ModuleNotAllowed(CallRefused):
 
 class FunctionNotAllowed(CallRefused):
     """The target's function is outside the library's ``function_filters``."""
-
-
-class UnknownTool(CallRefused, HostUnknownTool):
-    """A tool name that is neither an alias, a custom tool, nor the generic call.
-
-    Also the fleet host's ``UnknownTool``, so a worker answers it exactly as it
-    answers an unknown tool of a custom adapter (404), before and after a migration.
-    """
 
 
 class BadArguments(CallRefused):

@@ -49,9 +49,9 @@ from deployment.adapters.errors import (
     FunctionNotAllowed,
     GenericConfigError,
     ModuleNotAllowed,
-    UnknownTool,
 )
 from deployment.adapters.jsonify import to_json
+from deployment.pool.adapter_host import UnknownTool as HostUnknownTool
 from snakepit_bridge.base_adapter import ToolMetadata
 
 CONFIG_ENV = "SNAKEPIT_GENERIC_CONFIG"
@@ -88,6 +88,14 @@ def _dangerous_objects() -> dict[int, str]:
 
 
 _DANGEROUS = _dangerous_objects()
+
+
+class UnknownTool(CallRefused, HostUnknownTool):
+    """A tool name that is neither an alias, a custom tool, nor the generic call.
+
+    Also the fleet host's ``UnknownTool``, so a worker answers it exactly as it
+    answers an unknown tool of an adapter without its own dispatch (404).
+    """
 
 
 @dataclass

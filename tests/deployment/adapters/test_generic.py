@@ -18,9 +18,8 @@ from deployment.adapters.errors import (
     FunctionNotAllowed,
     GenericConfigError,
     ModuleNotAllowed,
-    UnknownTool,
 )
-from deployment.adapters.generic import CONFIG_ENV, GenericAdapter
+from deployment.adapters.generic import CONFIG_ENV, GenericAdapter, UnknownTool
 from deployment.adapters.jsonify import to_json
 from deployment.adapters.proposal import propose_config
 
