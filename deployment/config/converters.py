@@ -318,6 +318,23 @@ def _python_adapter_in(section: dict, path: str) -> tuple[dict, list[Change], li
     return out, [change(kind, f"{path}python_adapter", note, before=adapter, to=f"{path}adapter_args" if changed else None, after=args if changed else ...)], []
 
 
+PoolFix = Callable[[dict, str], "tuple[dict, list[Change], list[Finding]] | None"]
+
+
+def _each_pool(pools: list, fix: PoolFix) -> tuple[list, list[Change], list[Finding]]:
+    """``pools`` with ``fix(pool, "pools[i].")`` applied to each map pool it returns a result for."""
+    out = list(pools)
+    changes: list[Change] = []
+    findings: list[Finding] = []
+    for i, pool in enumerate(pools):
+        fixed = fix(pool, f"pools[{i}].") if isinstance(pool, dict) else None
+        if fixed is not None:
+            out[i], c, f = fixed
+            changes += c
+            findings += f
+    return out, changes, findings
+
+
 def c11_python_adapter(cfg: Config, ctx: Context) -> Converted:
     """``python_adapter: "mod:Class"`` was never read; the working form is ``adapter_args: ["--adapter", "mod.Class"]``."""
     out = dict(cfg)
@@ -328,13 +345,9 @@ def c11_python_adapter(cfg: Config, ctx: Context) -> Converted:
         changes += c
         findings += f
     if isinstance(out.get("pools"), list):
-        pools = list(out["pools"])
-        for i, pool in enumerate(pools):
-            if isinstance(pool, dict) and "python_adapter" in pool:
-                pools[i], c, f = _python_adapter_in(pool, f"pools[{i}].")
-                changes += c
-                findings += f
-        out["pools"] = pools
+        out["pools"], c, f = _each_pool(out["pools"], lambda pool, path: _python_adapter_in(pool, path) if "python_adapter" in pool else None)
+        changes += c
+        findings += f
     if "python_adapter" in out:
         adapter = out["python_adapter"]
         pools = out.get("pools")
@@ -373,15 +386,17 @@ def c12_heartbeat_ping_interval(cfg: Config, ctx: Context) -> Converted:
     if isinstance(out.get("heartbeat"), dict) and "interval_ms" in out["heartbeat"]:
         out["heartbeat"], changes, findings = _heartbeat(out["heartbeat"], "heartbeat.")
     if isinstance(out.get("pools"), list):
-        pools = list(out["pools"])
-        for i, pool in enumerate(pools):
-            hb = pool.get("heartbeat") if isinstance(pool, dict) else None
-            if isinstance(hb, dict) and "interval_ms" in hb:
-                pools[i] = dict(pool)
-                pools[i]["heartbeat"], c, f = _heartbeat(hb, f"pools[{i}].heartbeat.")
-                changes += c
-                findings += f
-        out["pools"] = pools
+
+        def fix(pool: dict, path: str) -> tuple[dict, list[Change], list[Finding]] | None:
+            hb = pool.get("heartbeat")
+            if not isinstance(hb, dict) or "interval_ms" not in hb:
+                return None
+            new_hb, c, f = _heartbeat(hb, f"{path}heartbeat.")
+            return {**pool, "heartbeat": new_hb}, c, f
+
+        out["pools"], c, f = _each_pool(out["pools"], fix)
+        changes += c
+        findings += f
     return Converted(out, changes, findings)
 
 

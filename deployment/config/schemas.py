@@ -194,24 +194,15 @@ class Snakepit03(Section):
     cleanup_max_retries: NonNegInt | None = None
 
 
-class Snakepit05(Section):
+class Snakepit05(Snakepit03):
     """0.4–0.5: gRPC only."""
 
     version: ClassVar[str] = "0.5"
-    pooling_enabled: Bool | None = None
+    wire_protocol: ClassVar[None] = None  # type: ignore[assignment]
     pool_config: Block(PoolConfig05) | None = None
-    adapter_module: Mod | None = None
     grpc_port: Port | None = None
     grpc_host: Str | None = None
     grpc_config: Block(GrpcConfig) | None = None
-    pool_startup_timeout: Timeout | None = None
-    pool_queue_timeout: Timeout | None = None
-    pool_max_queue_size: NonNegInt | None = None
-    worker_init_timeout: Timeout | None = None
-    worker_health_check_interval: Timeout | None = None
-    worker_shutdown_grace_period: Timeout | None = None
-    cleanup_retry_interval: Timeout | None = None
-    cleanup_max_retries: NonNegInt | None = None
     session_default_ttl: NonNegInt | None = None
     session_cleanup_interval: PosInt | None = None
     session_max_sessions: PosInt | None = None
