@@ -169,21 +169,27 @@ class ToolFinder:
         for name, method in self.methods.items():
             if any(decorator_name(d) == "tool" for d in method.fn.decorator_list):
                 self.add(self.method_tool(name, "decorator", method))
-        if execute is None or _getattr_dispatch(execute.fn):
-            private = []
-            for name, method in self.methods.items():
-                if name in self.seen or name in FRAMEWORK_METHODS or name.startswith("__"):
-                    continue
-                if name.startswith("_"):
-                    private.append(name)
-                    continue
-                self.add(self.method_tool(name, "getattr", method))
-            how = "inherited call_tool" if execute is None else f"execute_tool (line {execute.fn.lineno})"
-            if private:
-                self.adapter.notes.append(
-                    f"private methods {', '.join(sorted(private))} are also reachable through getattr dispatch in {how}; "
-                    "they are not proposed for migration"
-                )
+        pattern = ("", "") if execute is None else _getattr_dispatch(execute.fn)
+        if pattern is None:
+            return
+        prefix, suffix = pattern
+        how = "inherited call_tool" if execute is None else f"execute_tool (line {execute.fn.lineno})"
+        private = []
+        for name, method in self.methods.items():
+            tool_name = name[len(prefix): len(name) - len(suffix)]
+            if not (name.startswith(prefix) and name.endswith(suffix) and tool_name):
+                continue
+            if tool_name in self.seen or name in FRAMEWORK_METHODS or name.startswith("__"):
+                continue
+            if not prefix and name.startswith("_"):
+                private.append(name)
+                continue
+            self.add(self.method_tool(tool_name, "getattr", method))
+        if private:
+            self.adapter.notes.append(
+                f"private methods {', '.join(sorted(private))} are also reachable through getattr dispatch in {how}; "
+                "they are not proposed for migration"
+            )
 
     def if_chain_tools(self, execute: Method) -> None:
         """Tools named in ``execute_tool`` by ``if tool_name == ...``, ``match tool_name``, or a dict of methods."""
@@ -368,14 +374,47 @@ def _dispatch_table(fn: Func, name_param: str) -> list[tuple[str, str]]:
     ]
 
 
-def _getattr_dispatch(fn: Func) -> bool:
+def _getattr_dispatch(fn: Func) -> tuple[str, str] | None:
+    """How ``execute_tool`` reaches methods by name: ``(prefix, suffix)`` around the tool name, or ``None``.
+
+    ``self.call_tool(tool_name, ...)``, ``getattr(self, tool_name)`` and
+    ``super().execute_tool(...)`` reach any method (``("", "")``);
+    ``getattr(self, f"tool_{tool_name}")`` reaches ``tool_*`` methods by their suffix.
+    """
+    name_param = _positional(fn)[1] if len(_positional(fn)) > 1 else None
     for node in ast.walk(fn):
-        if isinstance(node, ast.Call):
-            if _is_self_attr(node.func, "call_tool"):
-                return True
-            if isinstance(node.func, ast.Name) and node.func.id == "getattr" and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "self":
-                return True
-    return False
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if (isinstance(func, ast.Attribute) and func.attr == "execute_tool" and isinstance(func.value, ast.Call)
+                and isinstance(func.value.func, ast.Name) and func.value.func.id == "super"):
+            return "", ""
+        if _is_self_attr(func, "call_tool") and node.args:
+            return _name_pattern(node.args[0], name_param)
+        if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2 \
+                and isinstance(node.args[0], ast.Name) and node.args[0].id == "self":
+            return _name_pattern(node.args[1], name_param)
+    return None
+
+
+def _positional(fn: Func) -> list[str]:
+    return [a.arg for a in [*fn.args.posonlyargs, *fn.args.args]]
+
+
+def _name_pattern(expr: ast.expr, name_param: str | None) -> tuple[str, str]:
+    """``(prefix, suffix)`` when ``expr`` is ``f"pre{tool_name}suf"`` or ``"pre" + tool_name``; else any name."""
+    parts: list[ast.expr] = []
+    if isinstance(expr, ast.JoinedStr):
+        parts = [v.value if isinstance(v, ast.FormattedValue) and v.conversion == -1 and v.format_spec is None else v
+                 for v in expr.values]
+    elif isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        parts = [expr.left, expr.right]
+    names = [i for i, p in enumerate(parts) if isinstance(p, ast.Name) and p.id == name_param]
+    consts = [p for p in parts if isinstance(p, ast.Constant) and isinstance(p.value, str)]
+    if len(names) != 1 or len(consts) != len(parts) - 1:
+        return "", ""
+    i = names[0]
+    return "".join(p.value for p in parts[:i]), "".join(p.value for p in parts[i + 1:])  # type: ignore[union-attr]
 
 
 def _tool_meta(fn: Func) -> dict:

@@ -291,3 +291,13 @@ def test_match_statements_and_dispatch_tables():
     assert split(table) == ({"exp", "median", "log2"}, {"note": {"adapter_state"}})
     assert table.tool("median").exposure == "dispatch_table" and table.tool("exp").exposure == "if_chain"
     assert [p.name for p in table.tool("log2").params] == ["x"]
+
+
+def test_getattr_with_a_name_prefix_and_super_fallback():
+    report = analyze_path(FIXTURES / "getattr_shapes.py")
+    prefix = report.adapter("PrefixAdapter")
+    assert split(prefix) == ({"sqrt", "mode"}, {"seen": {"adapter_state"}})
+    assert prefix.tool("sqrt").function == "PrefixAdapter.tool_sqrt" and prefix.tool("sqrt").exposure == "getattr"
+    fallback = report.adapter("FallbackAdapter")
+    # super().execute_tool is BaseAdapter's call_tool: undecorated methods are reachable.
+    assert split(fallback) == ({"trunc"}, {"version": {"composite_logic"}})

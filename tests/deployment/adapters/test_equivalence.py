@@ -218,3 +218,11 @@ def test_recorded_answers_the_check_cannot_reproduce_keep_the_tool_custom(tmp_pa
     assert "square_root" not in result.config["tool_aliases"] and not result.ok
     accepted = verify(report, only, traffic=read_records(traffic), examples=0, accept={"square_root"}, limits=FAST)
     assert accepted.ok and accepted.verdict("square_root").status == "accepted"
+
+
+def test_prefix_dispatched_tools_verify_under_their_public_names():
+    report = analyze_path(FIXTURES / "getattr_shapes.py")
+    config = propose_config(report)
+    assert {"sqrt", "mode", "trunc"} <= set(config["tool_aliases"])
+    result = verify(report, config, examples=8, limits=FAST)
+    assert {v.tool: v.status for v in result.tools} == {"sqrt": "equivalent", "mode": "equivalent", "trunc": "equivalent"}
