@@ -18,7 +18,8 @@ def _bound_activities(obj: object) -> list[Callable[..., Any]]:
 def all_activities() -> list[Callable[..., Any]]:
     """Every activity the worker registers, bound to one instance per class."""
     from activities.config_files import ConfigFileActivities
+    from activities.fleet import FleetActivities
     from activities.sessions import SessionActivities
 
-    instances: list[object] = [SessionActivities(), ConfigFileActivities()]
+    instances: list[object] = [SessionActivities(), ConfigFileActivities(), FleetActivities()]
     return [fn for obj in instances for fn in _bound_activities(obj)]

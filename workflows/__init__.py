@@ -6,6 +6,7 @@ from __future__ import annotations
 def all_workflows() -> list[type]:
     """Every workflow class the worker registers."""
     from workflows.config_migration import ConfigMigrationWorkflow
+    from workflows.rolling_restart import RollingRestartWorkflow
     from workflows.session_migration import SessionMigrationWorkflow
 
-    return [SessionMigrationWorkflow, ConfigMigrationWorkflow]
+    return [SessionMigrationWorkflow, ConfigMigrationWorkflow, RollingRestartWorkflow]

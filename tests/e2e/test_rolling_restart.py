@@ -1,0 +1,207 @@
+"""RollingRestart end to end: a real 3-instance reference fleet, real workers, a real Temporal dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowFailureError, WorkflowHistory
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
+
+from client import api
+from client.connect import client_options
+from deployment.fleet.base import FleetHealth
+from deployment.fleet.local import LocalFleet
+from deployment.pool.load import run_load
+from deployment.sessions.stores import open_store
+from workflows.fleet_models import RollingRestartInput, RollingRestartProgress, RollingRestartResult
+from workflows.rolling_restart import RollingRestartWorkflow
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+HISTORY = Path(__file__).resolve().parents[1] / "histories" / "rolling_restart_completed.json"
+FAST = {"drain_timeout_s": 10.0, "health_timeout_s": 20.0, "settle_s": 0.5}
+
+
+def fleet_config(adapter: str, version: str, store_url: str, **env: str) -> dict[str, Any]:
+    """A deployment config (Snakepit keys) running a fixture adapter."""
+    path = os.pathsep.join([str(FIXTURES / "fleet"), str(FIXTURES / "rolling")])
+    return {
+        "config_version": version,
+        "pools": [{"name": "default", "pool_size": 3, "adapter_args": ["--adapter", adapter],
+                   "adapter_env": {"PYTHONPATH": path, **env}}],
+        "session_store": store_url,
+        "session_default_ttl": 600,
+    }
+
+
+@pytest.fixture(scope="module")
+def fleet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rolling")
+
+
+@pytest.fixture(scope="module")
+def store_url(fleet_dir: Path) -> str:
+    return f"sqlite:///{fleet_dir / 'sessions.db'}"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def fleet(fleet_dir: Path, store_url: str) -> AsyncIterator[LocalFleet]:
+    """A 3-instance reference fleet on config v1; every process of it is gone afterwards."""
+    v1 = fleet_dir / "v1.json"
+    v1.write_text(json.dumps(fleet_config("fleet_adapters.CounterAdapter", "v1", store_url)))
+    running = await LocalFleet.start(v1, instances=3, port=0, ready_timeout=60,
+                                     extra_args=["--run-dir", str(fleet_dir / "run")])
+    pids = [running.process.pid] if running.process else []
+    try:
+        yield running
+    finally:
+        async with aiohttp.ClientSession() as http:
+            try:
+                async with http.get(f"{running.url}/admin/instances") as resp:
+                    pids += [i["pid"] for i in (await resp.json())["instances"] if i["pid"]]
+            except aiohttp.ClientError:
+                pass
+        assert await running.stop() == 0
+        assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+async def versions(fleet: LocalFleet) -> dict[str, str | None]:
+    return {i.id: i.config_version for i in await fleet.list_instances()}
+
+
+async def restart_watching(
+    client, queue: str, fleet: LocalFleet, **fields: Any
+) -> tuple[str, RollingRestartResult, list[tuple[RollingRestartProgress, FleetHealth]]]:
+    """Run a rolling restart to its end, sampling its progress and the fleet's health every 0.1 s."""
+    inp = RollingRestartInput(fleet=fleet.url, driver="local", **{**FAST, **fields})
+    handle = await api.start_rolling_restart(client, inp, task_queue=queue)
+    samples: list[tuple[RollingRestartProgress, FleetHealth]] = []
+
+    async def sample(progress: RollingRestartProgress) -> None:
+        samples.append((progress, await fleet.health()))
+
+    result = await api.wait_for_rolling_restart(handle, sample, poll_s=0.1)
+    return handle.id, result, samples
+
+
+def assert_one_out_at_most(samples: list[tuple[RollingRestartProgress, FleetHealth]], migration_id: str) -> None:
+    """While the run touched the fleet: health said ``migrating`` (this run), and at most one instance was out."""
+    during = [(p, h) for p, h in samples if p.phase not in ("pending", "validating", "done")]
+    assert len(during) >= 6, f"too few samples to prove anything: {len(during)}"
+    for progress, health in during:
+        out = [i.id for i in health.instances if i.state != "serving"]
+        assert len(out) <= 1, f"{out} out of service at once during {progress.phase} {progress.instance}"
+        if health.migration is not None:
+            assert health.status == "migrating" and health.migration.id == migration_id
+
+
+async def test_rolling_restart_under_load_fails_no_request(temporal_client, task_queue, fleet, fleet_dir, store_url):
+    v2 = fleet_dir / "v2.json"
+    v2.write_text(json.dumps(fleet_config("fleet_adapters.CounterAdapterV2", "v2", store_url)))
+    done = asyncio.Event()
+    load = asyncio.create_task(run_load(fleet.url, rate=25, duration=120, sessions=5, tool="incr",
+                                        keep_results=True, stop=done))
+    await asyncio.sleep(0.5)
+    mid, result, samples = await restart_watching(temporal_client, task_queue, fleet, config_path=str(v2))
+    assert not load.done(), "the load ended before the restart did: the test proves nothing"
+    await asyncio.sleep(0.5)  # traffic on the new config too
+    done.set()
+    report = await load
+
+    assert result.status == "completed", result.error
+    assert result.restarted == 3 and [(i.id, i.from_version, i.to_version, i.outcome) for i in result.instances] == [
+        (f"w{n}", "v1", "v2", "restarted") for n in (1, 2, 3)
+    ]
+    assert report.requests >= 50 and report.errors == 0, report.error_kinds
+    assert_one_out_at_most(samples, mid)
+    marked = {h.migration.phase for _, h in samples if h.migration is not None}
+    assert {f"rolling_restart: restarting w{n}" for n in (1, 2, 3)} <= marked, marked
+    assert {"migrating"} == {h.status for p, h in samples if p.phase == "restarting"}
+    assert {p.instance for p, _ in samples if p.phase == "restarting"} == {"w1", "w2", "w3"}
+
+    health = await fleet.health()
+    assert health.status == "ok" and health.migration is None
+    assert {(i.state, i.config_version) for i in health.instances} == {("serving", "v2")}
+    # every increment landed and what each client was last told is what the store holds
+    async with open_store(store_url) as store:
+        records = await store.read_many([f"load-{k}" for k in range(5)])
+    assert sum(r["metadata"]["counter"] for r in records.values()) == report.requests
+    assert report.last_results == {sid: r["metadata"]["counter"] for sid, r in records.items()}
+
+
+async def test_an_instance_unhealthy_after_restart_rolls_the_others_back(temporal_client, task_queue, fleet, fleet_dir,
+                                                                          store_url):
+    before = await versions(fleet)
+    assert len(set(before.values())) == 1
+    bad = fleet_config("rolling_adapters.FailOnInstanceAdapter", "v3-bad", store_url, ROLLING_FAIL_INSTANCE="w2")
+    done = asyncio.Event()
+    load = asyncio.create_task(run_load(fleet.url, rate=20, duration=120, sessions=4, tool="ping", stop=done))
+    await asyncio.sleep(0.3)
+    mid, result, samples = await restart_watching(temporal_client, task_queue, fleet, config=bad, settle_s=1.0)
+    assert not load.done()
+    done.set()
+    report = await load
+
+    assert result.status == "rolled_back", result
+    assert result.failed_instance == "w2" and result.failed_phase == "restarting"
+    assert result.error_type == "InstanceStartFailed"
+    assert result.error.startswith("instance w2: ") and "exited with 3" in result.error, result.error
+    assert result.rolled_back == ["w1"]
+    assert [(i.id, i.outcome) for i in result.instances] == [("w1", "rolled_back"), ("w2", "failed"), ("w3", "not_reached")]
+    assert report.requests >= 30 and report.errors == 0, report.error_kinds
+    assert_one_out_at_most(samples, mid)
+    assert any(p.phase == "rolling_back" and p.instance == "w1" for p, _ in samples)
+    # w1 served the new config for a while, and is back on the old one
+    assert any(i.id == "w1" and i.config_version == "v3-bad" for _, h in samples for i in h.instances)
+    health = await fleet.health()
+    assert health.status == "ok" and health.migration is None
+    assert await versions(fleet) == before
+    assert {i.state for i in health.instances} == {"serving"}
+
+
+async def test_started_from_a_plain_dict_and_bad_dicts_are_refused(temporal_client, task_queue, fleet, store_url):
+    v4 = fleet_config("fleet_adapters.CounterAdapter", "v4", store_url)
+    wid = f"restart-dict-{uuid.uuid4().hex[:6]}"
+    handle = await temporal_client.start_workflow(
+        "RollingRestart", {"fleet": f"local:{fleet.url}", "config": v4, "settle_s": 0.2, "health_timeout_s": 20},
+        id=wid, task_queue=task_queue, result_type=RollingRestartResult,
+    )  # fmt: skip
+    result = await handle.result()
+    assert result.status == "completed" and result.restarted == 3 and result.config_version == "v4"
+    assert set((await versions(fleet)).values()) == {"v4"}
+    if os.environ.get("SNAKEPIT_RECORD_HISTORIES"):
+        HISTORY.parent.mkdir(parents=True, exist_ok=True)
+        HISTORY.write_text((await handle.fetch_history()).to_json())
+
+    for params, expected in [
+        ({"fleet": fleet.url}, "give exactly one of config_path and config"),
+        ({"fleet": fleet.url, "config": v4, "drain_timeout_s": -1}, "drain_timeout_s"),
+        ({"config": v4}, "fleet"),
+    ]:
+        bad = await temporal_client.start_workflow("RollingRestart", params, id=f"{wid}-bad-{uuid.uuid4().hex[:4]}",
+                                                   task_queue=task_queue)
+        with pytest.raises(WorkflowFailureError) as caught:
+            await bad.result()
+        cause = caught.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and expected in cause.message
+    assert set((await versions(fleet)).values()) == {"v4"}
+
+
+async def test_a_saved_completed_history_replays() -> None:
+    text = HISTORY.read_text()
+    history = WorkflowHistory.from_json("rolling-restart-completed", text)
+    kinds = [e.event_type for e in history.events]
+    assert sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes")) >= 15, len(kinds)
+    await Replayer(workflows=[RollingRestartWorkflow], **client_options()).replay_workflow(history)

@@ -1,0 +1,304 @@
+"""RollingRestart: move a running fleet onto a new config, one instance at a time.
+
+validate (the config loads, every instance serves, no other migration runs)
+→ for each instance: drain → wait until idle → restart on the new config →
+wait until healthy → undrain.  At most one instance is out of service at any
+moment.  The undo of an instance (back onto the config it ran, healthy,
+serving) is registered before it is drained, so a failure anywhere returns
+every instance already touched to its previous config, newest first.  The
+fleet reports the migration and its current phase in its health throughout.
+
+Usable as a child workflow: a parent passes its own ``migration_id`` (and
+``keep_migration_mark``) and gets a :class:`RollingRestartResult` back, or, on
+failure, an ``ApplicationError`` carrying that result as its first detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.fleet import FleetActivities
+    from deployment.sessions.stores.base import redact_url
+    from workflows.fleet_models import (
+        FleetConfig,
+        FleetInput,
+        FleetSnapshot,
+        InstanceInput,
+        InstanceOutcome,
+        InstanceSnapshot,
+        InstanceStatus,
+        LoadConfigInput,
+        MarkInput,
+        Phase,
+        RestartInput,
+        RollingRestartInput,
+        RollingRestartProgress,
+        RollingRestartResult,
+        WaitHealthyInput,
+        WaitIdleInput,
+    )
+    from workflows.saga import Saga
+    from workflows.session_migration import failure_text, failure_type
+
+_PERMANENT = [
+    "InvalidInput", "PoolConfigError", "BadInput", "InstanceError", "InstanceStartFailed", "InstanceUnhealthy",
+    "UnknownInstance", "DrainTimeout", "FleetNotReady", "FleetBusy",
+]  # fmt: skip
+_QUICK = {"start_to_close_timeout": timedelta(seconds=60), "heartbeat_timeout": timedelta(seconds=30)}
+MARK_PREFIX = "rolling_restart"
+
+
+def _retry(attempts: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=attempts,
+        non_retryable_error_types=_PERMANENT,
+    )
+
+
+def _waiting(seconds: float) -> dict[str, Any]:
+    """Options of an activity that waits up to ``seconds`` (heartbeating every second)."""
+    return {"start_to_close_timeout": timedelta(seconds=seconds + 60), "heartbeat_timeout": timedelta(seconds=10)}
+
+
+@workflow.defn(name="RollingRestart")
+class RollingRestartWorkflow:
+    """A fleet onto a new config without a failed request; back onto the old one on failure."""
+
+    def __init__(self) -> None:
+        self._progress = RollingRestartProgress(migration_id="", phase="pending")
+        self._inp: RollingRestartInput | None = None
+        self._mark_id = ""
+
+    @workflow.query(name="progress")
+    def progress(self) -> RollingRestartProgress:
+        """Phase, the instance it concerns, instances done and total."""
+        return self._progress
+
+    @workflow.run
+    async def run(self, params: dict[str, Any]) -> RollingRestartResult:
+        try:
+            inp = RollingRestartInput.model_validate(params)
+        except ValidationError as exc:
+            raise ApplicationError(f"invalid RollingRestart input: {exc}", type="InvalidInput", non_retryable=True)
+        mid = workflow.info().workflow_id
+        self._inp, self._mark_id = inp, inp.migration_id or mid
+        self._progress.migration_id = mid
+        result = RollingRestartResult(
+            migration_id=mid, status="completed", fleet=redact_url(inp.spec), dry_run=inp.dry_run,
+            started_at=workflow.now().timestamp(),
+        )
+        saga = Saga()
+        try:
+            await self._roll(inp, result, saga)
+        except (Exception, asyncio.CancelledError) as exc:
+            self._record_failure(exc, result)
+            workflow.logger.warning("Rolling restart %s failed: %s", mid, result.error)
+            await asyncio.shield(asyncio.ensure_future(self._unwind(saga, result)))
+            self._finish(result)
+            raise ApplicationError(
+                f"rolling restart {result.status}: {result.error}",
+                result,
+                type="RollingRestartRolledBack" if result.rolled_back else "RollingRestartFailed",
+                non_retryable=True,
+            )
+        if not inp.dry_run:
+            await self._clear_mark()
+        result.status = "dry_run" if inp.dry_run else "completed"
+        self._finish(result)
+        return result
+
+    async def _roll(self, inp: RollingRestartInput, result: RollingRestartResult, saga: Saga) -> None:
+        await self._step("validating")
+        new = await workflow.execute_activity_method(
+            FleetActivities.load_fleet_config,
+            LoadConfigInput(config_path=inp.config_path, config=inp.config, pool=inp.pool),
+            retry_policy=_retry(3),
+            **_QUICK,
+        )
+        result.config_version = new.config_version
+        fleet = await workflow.execute_activity_method(
+            FleetActivities.list_fleet_instances, FleetInput(fleet=inp.spec), retry_policy=_retry(3), **_QUICK
+        )
+        chosen = self._choose(inp, fleet)
+        result.instances = [
+            InstanceOutcome(
+                id=i.id, from_version=i.config_version, to_version=new.config_version,
+                outcome="unchanged" if i.config_version == new.config_version else "would_restart",
+            )
+            for i in chosen
+        ]  # fmt: skip
+        self._progress.total = len(chosen)
+        if inp.dry_run:
+            return
+        for outcome in result.instances:
+            if outcome.outcome == "would_restart":
+                outcome.outcome = "pending"
+        for n, (snap, outcome) in enumerate(zip(chosen, result.instances)):
+            if outcome.outcome == "pending":
+                started = workflow.now().timestamp()
+                # The undo of this instance is registered before it leaves service.
+                saga.add(f"restore {snap.id}", lambda snap=snap: self._restore(snap))
+                await self._restart_one(inp, snap, new)
+                outcome.outcome = "restarted"
+                outcome.duration_s = round(workflow.now().timestamp() - started, 3)
+                result.restarted += 1
+            self._progress.done = n + 1
+
+    def _choose(self, inp: RollingRestartInput, fleet: FleetSnapshot) -> list[InstanceSnapshot]:
+        """The instances to restart, in order, once the fleet is found fit for a rolling restart."""
+        by_id = {i.id: i for i in fleet.instances}
+        if not by_id:
+            raise ApplicationError("the fleet lists no instance", type="FleetNotReady", non_retryable=True)
+        unknown = [i for i in inp.instances or [] if i not in by_id]
+        if unknown:
+            raise ApplicationError(
+                f"no instance {', '.join(unknown)} in the fleet; it has {', '.join(by_id)}",
+                type="UnknownInstance", non_retryable=True,
+            )  # fmt: skip
+        out_of_service = [f"{i.id} is {i.state}" for i in fleet.instances if i.state != "serving"]
+        if out_of_service:
+            raise ApplicationError(
+                f"the fleet is not fully serving ({'; '.join(out_of_service)}): a rolling restart takes one "
+                "instance out at a time and needs every other one serving",
+                type="FleetNotReady", non_retryable=True,
+            )  # fmt: skip
+        if fleet.migration is not None and fleet.migration.id != self._mark_id:
+            raise ApplicationError(
+                f"the fleet reports migration {fleet.migration.id} ({fleet.migration.phase}) in progress; "
+                "wait for it to finish, or pass its id as migration_id if this restart is part of it",
+                type="FleetBusy", non_retryable=True,
+            )  # fmt: skip
+        return [by_id[i] for i in inp.instances] if inp.instances else list(fleet.instances)
+
+    async def _restart_one(self, inp: RollingRestartInput, snap: InstanceSnapshot, new: FleetConfig) -> None:
+        iid = snap.id
+        await self._step("draining", iid, mark=True)
+        await self._act(FleetActivities.drain_instance, InstanceInput(fleet=inp.spec, instance_id=iid))
+        await self._step("waiting_idle", iid, mark=True)
+        await self._act(
+            FleetActivities.wait_instance_idle,
+            WaitIdleInput(fleet=inp.spec, instance_id=iid, timeout_s=inp.drain_timeout_s),
+            _waiting(inp.drain_timeout_s),
+        )
+        await self._step("restarting", iid, mark=True)
+        await self._act(
+            FleetActivities.restart_instance,
+            RestartInput(
+                fleet=inp.spec, instance_id=iid, config=new.config, config_version=new.config_version,
+                timeout_s=inp.health_timeout_s, settle_s=inp.settle_s,
+            ),
+            _waiting(inp.health_timeout_s + inp.settle_s),
+        )  # fmt: skip
+        await self._wait_healthy(iid, new.config_version)
+        await self._step("undraining", iid, mark=True)
+        await self._act(FleetActivities.undrain_instance, InstanceInput(fleet=inp.spec, instance_id=iid))
+
+    async def _wait_healthy(self, iid: str, version: str) -> None:
+        inp = self._inp
+        assert inp is not None
+        await self._step("checking_health", iid, mark=True)
+        await self._act(
+            FleetActivities.wait_instance_healthy,
+            WaitHealthyInput(
+                fleet=inp.spec, instance_id=iid, config_version=version, timeout_s=inp.health_timeout_s,
+                settle_s=inp.settle_s,
+            ),
+            _waiting(inp.health_timeout_s + inp.settle_s),
+        )  # fmt: skip
+
+    async def _restore(self, snap: InstanceSnapshot) -> InstanceStatus:
+        """Compensation: the instance back on the config it ran, healthy and serving (idempotent).
+
+        It is drained first: an instance already on the new config serves traffic.
+        """
+        inp = self._inp
+        assert inp is not None and snap.config is not None and snap.config_version is not None
+        await self._step("rolling_back", snap.id, mark=True)
+        await self._act(FleetActivities.drain_instance, InstanceInput(fleet=inp.spec, instance_id=snap.id), attempts=10)
+        await self._act(
+            FleetActivities.wait_instance_idle,
+            WaitIdleInput(fleet=inp.spec, instance_id=snap.id, timeout_s=inp.drain_timeout_s),
+            _waiting(inp.drain_timeout_s),
+            attempts=5,
+        )
+        back = await self._act(
+            FleetActivities.restart_instance,
+            RestartInput(
+                fleet=inp.spec, instance_id=snap.id, config=snap.config, config_version=snap.config_version,
+                timeout_s=inp.health_timeout_s, settle_s=inp.settle_s,
+            ),
+            _waiting(inp.health_timeout_s + inp.settle_s),
+            attempts=5,
+        )  # fmt: skip
+        await self._wait_healthy(snap.id, snap.config_version)
+        await self._act(FleetActivities.undrain_instance, InstanceInput(fleet=inp.spec, instance_id=snap.id), attempts=10)
+        return back
+
+    async def _act(self, method: Any, arg: Any, options: dict[str, Any] | None = None, attempts: int = 3) -> Any:
+        return await workflow.execute_activity_method(method, arg, retry_policy=_retry(attempts), **(options or _QUICK))
+
+    async def _unwind(self, saga: Saga, result: RollingRestartResult) -> None:
+        if not saga.pending:
+            result.status = "failed"
+        else:
+            try:
+                undone: list[InstanceStatus] = await saga.compensate()
+                result.status = "rolled_back"
+                result.rolled_back = [s.id for s in undone if not s.skipped]
+                for outcome in result.instances:
+                    if outcome.id in result.rolled_back:
+                        outcome.outcome = "rolled_back"
+            except (Exception, asyncio.CancelledError) as exc:
+                result.status = "rollback_failed"
+                result.error = f"{result.error}; and the rollback failed: {failure_text(exc)}"
+        for outcome in result.instances:
+            if outcome.outcome in ("pending", "would_restart"):
+                outcome.outcome = "not_reached"
+        if self._inp is not None and not self._inp.dry_run and result.failed_phase != "validating":
+            try:
+                await self._clear_mark()
+            except (Exception, asyncio.CancelledError) as exc:
+                workflow.logger.warning("Could not clear the fleet's migration mark: %s", failure_text(exc))
+
+    def _record_failure(self, exc: BaseException, result: RollingRestartResult) -> None:
+        text, iid = failure_text(exc), self._progress.instance
+        if iid is not None and not text.startswith(f"instance {iid}"):
+            text = f"instance {iid}: {text}"
+        result.error, result.error_type = text, failure_type(exc)
+        result.failed_phase, result.failed_instance = self._progress.phase, iid
+        for outcome in result.instances:
+            if outcome.id == iid and outcome.outcome == "pending":
+                outcome.outcome = "failed"
+
+    async def _clear_mark(self) -> None:
+        inp = self._inp
+        if inp is None or inp.keep_migration_mark:
+            return
+        await self._act(FleetActivities.set_fleet_migration, MarkInput(fleet=inp.spec, migration_id=self._mark_id), attempts=5)
+
+    async def _step(self, phase: Phase, instance: str | None = None, mark: bool = False) -> None:
+        workflow.logger.info("Phase %s -> %s %s", self._progress.phase, phase, instance or "")
+        self._progress.phase, self._progress.instance = phase, instance
+        self._progress.message = f"{phase} {instance}" if instance else phase
+        if mark and self._inp is not None:
+            await self._act(
+                FleetActivities.set_fleet_migration,
+                MarkInput(fleet=self._inp.spec, migration_id=self._mark_id, phase=f"{MARK_PREFIX}: {phase} {instance}"),
+                attempts=5,
+            )
+
+    def _finish(self, result: RollingRestartResult) -> None:
+        result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
+        self._progress.phase, self._progress.instance, self._progress.message = "done", None, result.status
