@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
@@ -22,13 +23,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.connect import TASK_QUEUE
 from deployment.errors import BadInput, NotFound
+from workflows.fleet_models import RollingRestartInput, RollingRestartProgress, RollingRestartResult
 from workflows.session_models import MigrationProgress, SessionMigrationInput, SessionMigrationResult
 
 class AlreadyRolledBack(BadInput):
     """A rollback asked of a migration that was rolled back already."""
 
 
-ProgressCallback = Callable[[MigrationProgress], Awaitable[None] | None]
+ProgressCallback = Callable[[Any], Awaitable[None] | None]
+R = TypeVar("R", bound=BaseModel)
 
 
 def new_migration_id(kind: str) -> str:
@@ -50,28 +53,34 @@ async def start_session_migration(
 
 
 async def wait_for_result(
-    handle: WorkflowHandle[Any, Any], on_progress: ProgressCallback | None = None, poll_s: float = 0.5
-) -> SessionMigrationResult:
+    handle: WorkflowHandle[Any, Any],
+    on_progress: ProgressCallback | None = None,
+    poll_s: float = 0.5,
+    *,
+    result_type: type[BaseModel] = SessionMigrationResult,
+    progress_type: type[BaseModel] = MigrationProgress,
+) -> Any:
     """Wait for the workflow's result, reporting progress from its query meanwhile.
 
     A migration that failed (rolled back or not) returns its result too, with
-    ``status`` saying so; only an unexpected failure raises.
+    ``status`` saying so; only an unexpected failure raises. ``result_type`` and
+    ``progress_type`` are the models of the workflow (SessionMigration's by default).
     """
     result_task = asyncio.ensure_future(handle.result())
     try:
         while not result_task.done():
             if on_progress is not None:
                 try:
-                    progress = await handle.query("progress", result_type=MigrationProgress)
+                    progress = await handle.query("progress", result_type=progress_type)
                     maybe = on_progress(progress)
                     if maybe is not None:
                         await maybe
                 except Exception:  # the query races the end of the run; the result decides
                     pass
             await asyncio.wait({result_task}, timeout=poll_s)
-        return _as_result(await result_task)
+        return _as_result(await result_task, result_type)
     except WorkflowFailureError as exc:
-        found = result_from_failure(exc)
+        found = result_from_failure(exc, result_type)
         if found is None:
             raise
         return found
@@ -79,19 +88,41 @@ async def wait_for_result(
         result_task.cancel()
 
 
-def _as_result(value: Any) -> SessionMigrationResult:
-    return value if isinstance(value, SessionMigrationResult) else SessionMigrationResult.model_validate(value)
+def _as_result(value: Any, result_type: type[R] = SessionMigrationResult) -> R:  # type: ignore[assignment]
+    return value if isinstance(value, result_type) else result_type.model_validate(value)
 
 
-def result_from_failure(exc: WorkflowFailureError) -> SessionMigrationResult | None:
+def result_from_failure(exc: WorkflowFailureError, result_type: type[R] = SessionMigrationResult) -> R | None:  # type: ignore[assignment]
     """The result a failed migration attached to its failure, if any."""
     cause = exc.cause
     if isinstance(cause, ApplicationError) and cause.details:
         try:
-            return _as_result(cause.details[0])
+            return _as_result(cause.details[0], result_type)
         except Exception:
             return None
     return None
+
+
+async def start_rolling_restart(
+    client: Client, inp: RollingRestartInput, migration_id: str | None = None, task_queue: str = TASK_QUEUE
+) -> WorkflowHandle[Any, Any]:
+    """Start the ``RollingRestart`` workflow; the migration id is its workflow id."""
+    return await client.start_workflow(
+        "RollingRestart",
+        inp.model_dump(exclude_defaults=True),
+        id=migration_id or new_migration_id("restart"),
+        task_queue=task_queue,
+        result_type=RollingRestartResult,
+    )
+
+
+async def wait_for_rolling_restart(
+    handle: WorkflowHandle[Any, Any], on_progress: ProgressCallback | None = None, poll_s: float = 0.5
+) -> RollingRestartResult:
+    """Wait for a rolling restart's result (also when it failed or was rolled back), reporting progress."""
+    return await wait_for_result(
+        handle, on_progress, poll_s, result_type=RollingRestartResult, progress_type=RollingRestartProgress
+    )
 
 
 async def describe(client: Client, migration_id: str) -> dict[str, Any]:
@@ -111,22 +142,29 @@ async def describe(client: Client, migration_id: str) -> dict[str, Any]:
         "started": desc.start_time.isoformat() if desc.start_time else None,
         "closed": desc.close_time.isoformat() if desc.close_time else None,
     }
+    progress_type, result_type = _MODELS.get(desc.workflow_type or "", (MigrationProgress, SessionMigrationResult))
     if desc.status == WorkflowExecutionStatus.RUNNING:
-        progress = await handle.query("progress", result_type=MigrationProgress)
+        progress = await handle.query("progress", result_type=progress_type)
         info["status"] = "running"
         info["progress"] = progress.model_dump()
     else:
-        result = await _closed_result(handle)
+        result = await _closed_result(handle, result_type)
         info["status"] = result.status if result else (desc.status.name.lower() if desc.status else "unknown")
         info["result"] = result.model_dump() if result else None
     return info
 
 
-async def _closed_result(handle: WorkflowHandle[Any, Any]) -> SessionMigrationResult | None:
+# The progress and result models of workflow types other than SessionMigration.
+_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "RollingRestart": (RollingRestartProgress, RollingRestartResult),
+}
+
+
+async def _closed_result(handle: WorkflowHandle[Any, Any], result_type: type[R] = SessionMigrationResult) -> R | None:  # type: ignore[assignment]
     try:
-        return _as_result(await handle.result())
+        return _as_result(await handle.result(), result_type)
     except WorkflowFailureError as exc:
-        return result_from_failure(exc)
+        return result_from_failure(exc, result_type)
     except Exception:
         return None
 

@@ -21,7 +21,7 @@ import yaml
 
 from deployment.config.converters import Context
 from deployment.config.errors import ConfigParseError
-from deployment.config.exs import ExsFile, parse_exs
+from deployment.config.exs import ExsFile, Span, parse_exs
 from deployment.config.model import Change, Finding
 from deployment.config.rewrite import rewrite_exs
 from deployment.config.steps import convert
@@ -185,10 +185,27 @@ class DataDocument(Document):
     def config(self) -> Config:
         return dict(self.data[SECTION]) if self.nested else dict(self.data)
 
+    def locations(self) -> Locations | None:
+        """Where each key is, read with a YAML composer (JSON is YAML too); TOML has none."""
+        if self.format == "toml":
+            found = _index_toml(self.source)
+            if self.nested:
+                found = {k[1:]: v for k, v in found.items() if k[:1] == (SECTION,) and len(k) > 1}
+            return found
+        try:
+            node = yaml.compose(self.source.decode("utf-8"))
+        except yaml.YAMLError:
+            return None
+        found: Locations = {}
+        _index_yaml(node, (), found)
+        if self.nested:
+            found = {k[1:]: v for k, v in found.items() if k[:1] == (SECTION,) and len(k) > 1}
+        return found
+
     def convert(self, source: str, target: str, context: Context) -> Conversion:
         result = convert(self.config(), source, target, context)
         changes = [c.model_copy(update={"file": self.path}) for c in result.changes]
-        findings = [f.model_copy(update={"file": self.path}) for f in result.findings]
+        findings = [_place(f, self.path, self.locations()) for f in result.findings]
         if not changes:
             return Conversion(self.source, changes, findings)
         plain = to_plain(result.config)
@@ -201,6 +218,49 @@ class DataDocument(Document):
             return b""
         m = re.match(rb"(?:[ \t]*(?:#[^\n]*)?\n)*", self.source)
         return m.group(0) if m else b""
+
+
+def _index_yaml(node: Any, path: tuple, found: Locations) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                mark = key.start_mark
+                found[path + (key.value,)] = Span(mark.index, key.end_mark.index, mark.line + 1, mark.column + 1)
+                _index_yaml(value, path + (key.value,), found)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            mark = item.start_mark
+            found[path + (i,)] = Span(mark.index, item.end_mark.index, mark.line + 1, mark.column + 1)
+            _index_yaml(item, path + (i,), found)
+
+
+_TOML_TABLE = re.compile(rb"^[ \t]*(\[\[?)[ \t]*([^\]]+?)[ \t]*\]\]?")
+_TOML_KEY = re.compile(rb"^([ \t]*)([A-Za-z0-9_\-\.\"' ]+?)[ \t]*=")
+
+
+def _index_toml(source: bytes) -> Locations:
+    """Line and column of each ``key =`` and table header of a TOML file (arrays of tables by index)."""
+    found: Locations = {}
+    table: tuple = ()
+    counts: dict[tuple, int] = {}
+    offset = 0
+    for number, line in enumerate(source.split(b"\n"), start=1):
+        header = _TOML_TABLE.match(line)
+        if header:
+            names = tuple(part.strip().strip("\"'") for part in header.group(2).decode("utf-8", "replace").split("."))
+            if header.group(1) == b"[[":
+                counts[names] = counts.get(names, -1) + 1
+                table = names + (counts[names],)
+            else:
+                table = names
+            found.setdefault(table, Span(offset, offset + len(line), number, 1))
+        else:
+            key = _TOML_KEY.match(line)
+            if key and not line.lstrip().startswith(b"#"):
+                names = tuple(part.strip().strip("\"'") for part in key.group(2).decode("utf-8", "replace").split("."))
+                found[table + names] = Span(offset + len(key.group(1)), offset + key.end(), number, len(key.group(1)) + 1)
+        offset += len(line) + 1
+    return found
 
 
 def _non_string_key(value: Any) -> Any:

@@ -83,3 +83,21 @@ def test_malformed_files_are_located_parse_errors(name: str, data: bytes, line: 
 
 def test_an_empty_yaml_file_has_no_settings() -> None:
     assert load_document("empty.yaml", b"# nothing yet\n").config() == {}
+
+
+def test_json_and_yaml_issues_name_line_and_column() -> None:
+    report = check_unit(load_unit([("c.json", b'{\n  "snakepit": {\n    "log_level": "loud",\n    "pool_confg": {}\n  }\n}\n')]), "0.8")
+    by_key = {i.key: i for i in report.issues}
+    assert (by_key["log_level"].line, by_key["log_level"].column) == (3, 5)
+    assert (by_key["pool_confg"].line, by_key["pool_confg"].suggestion) == (4, "did you mean pool_config?")
+    report = check_unit(load_unit([("c.yaml", b"# top\npools:\n  - name: a\n    worker_profile: proc\n")]), "0.8")
+    (issue,) = report.issues
+    assert (issue.key, issue.line, issue.column) == ("pools[0].worker_profile", 4, 5)
+
+
+def test_toml_issues_name_line_and_column() -> None:
+    source = b'[snakepit]\nlog_level = "loud"\n\n[[snakepit.pools]]\nname = "a"\n\n[[snakepit.pools]]\nname = "b"\n  worker_profile = "proc"\n'
+    report = check_unit(load_unit([("c.toml", source)]), "0.8")
+    by_key = {i.key: i for i in report.issues}
+    assert (by_key["log_level"].line, by_key["log_level"].column) == (2, 1)
+    assert (by_key["pools[1].worker_profile"].line, by_key["pools[1].worker_profile"].column) == (9, 3)

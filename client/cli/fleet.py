@@ -1,0 +1,104 @@
+"""``snakepit-migrate fleet ...``: migrate a running fleet (rolling restarts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from client import api
+from client.cli import app
+from client.cli.common import emit_json, err, out, run
+from client.cli.progress import ProgressView
+from client.embedded import ensure_client, worker_while_waiting
+from deployment.fleet import open_fleet
+from deployment.pool.config import parse_pool_config, read_config_file
+from workflows.fleet_models import RollingRestartInput, RollingRestartResult
+
+fleet_app = typer.Typer(help="Migrate a running fleet: rolling restarts onto a new config.", no_args_is_help=True)
+app.add_typer(fleet_app, name="fleet")
+
+Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
+Json = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
+
+# Failures found while validating that mean the input cannot work: exit 2, nothing was changed.
+BAD_INPUT_TYPES = {
+    "InvalidInput", "PoolConfigError", "BadInput", "FleetUnreachable", "UnknownInstance", "FleetNotReady", "FleetBusy",
+    "InstanceError",
+}  # fmt: skip
+
+
+@fleet_app.command("restart")
+def restart(
+    fleet: Annotated[str, typer.Option("--fleet", help="the fleet front URL (or a hooks file with --driver command)")],
+    config: Annotated[Path, typer.Option("--config", help="the new deployment config (.json, .yaml, .toml, .exs)")],
+    driver: Annotated[Optional[str], typer.Option("--driver", help="local | http | command (default: from --fleet, else http)")] = None,
+    instance: Annotated[Optional[list[str]], typer.Option("--instance", help="restart only this instance (repeatable, in order)")] = None,
+    drain_timeout: Annotated[float, typer.Option("--drain-timeout", min=0.1, max=600, help="seconds in-flight requests may take")] = 30.0,
+    health_timeout: Annotated[float, typer.Option("--health-timeout", min=0.1, max=600, help="seconds a restarted instance may take to be healthy")] = 60.0,
+    settle: Annotated[float, typer.Option("--settle", min=0, max=600, help="seconds it must then stay healthy")] = 2.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check the fleet and the config, show the plan, change nothing")] = False,
+    migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Restart every instance onto a new config, one at a time, without failing a request.
+
+    Each instance is drained, waited idle, restarted, checked healthy and put
+    back in service; if one fails, those already restarted go back to their
+    previous config. Exit 0 on success, 1 if it failed (rolled back or not),
+    2 on bad input (nothing changed).
+    """
+    if driver is not None and driver not in ("local", "http", "command"):
+        raise typer.BadParameter(f"--driver must be local, http or command, not {driver!r}")
+    parse_pool_config(read_config_file(config))  # a config the fleet cannot load is refused here (exit 2)
+    inp = RollingRestartInput(
+        fleet=fleet, driver=driver, config_path=str(config.resolve()), instances=instance or None,  # type: ignore[arg-type]
+        drain_timeout_s=drain_timeout, health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run,
+    )  # fmt: skip
+    open_fleet(inp.spec)  # an unknown fleet spec is refused here (exit 2)
+    return run(_restart(inp, migration_id, address, json_out))
+
+
+async def _restart(inp: RollingRestartInput, migration_id: str | None, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    handle = await api.start_rolling_restart(client, inp, migration_id)
+    async with worker_while_waiting(client, handle):
+        with ProgressView(quiet=json_out and not err.is_terminal, unit="instances") as view:
+            result = await api.wait_for_rolling_restart(handle, view)
+    if json_out:
+        emit_json(result.model_dump())
+    else:
+        out.print(render(result))
+    return exit_code(result)
+
+
+def exit_code(result: RollingRestartResult) -> int:
+    """0 success, 2 bad input (nothing changed), 1 any other failure."""
+    if result.error is None:
+        return 0
+    if result.failed_phase in (None, "pending", "validating") and result.error_type in BAD_INPUT_TYPES:
+        return 2
+    if result.error_type == "InstanceStartFailed" and result.restarted == 0 and not result.rolled_back:
+        return 2  # the new config started nowhere: the first instance refused it and kept its old config
+    return 1
+
+
+def render(r: RollingRestartResult) -> str:
+    """A short human report of a rolling restart."""
+    lines = [f"Rolling restart {r.migration_id}: {r.status.upper()}",
+             f"  fleet {r.fleet} onto config {r.config_version or '?'}" + (" (dry run: nothing changed)" if r.dry_run else "")]
+    for i in r.instances:
+        took = f" ({i.duration_s:.1f} s)" if i.duration_s else ""
+        lines.append(f"  {i.id:<8} {i.from_version} -> {i.to_version}  {i.outcome}{took}")
+    if r.error:
+        lines.append(f"  error: {r.error}")
+        if r.status == "rollback_failed":
+            lines.append("  the rollback did not finish: check the fleet (snakepit-migrate pool status)")
+        else:
+            lines.append(f"  rolled back to the previous config: {', '.join(r.rolled_back)}" if r.rolled_back
+                         else "  no instance was left on the new config")
+    lines.append(f"  took {r.duration_s:.1f} s")
+    return "\n".join(lines)
+
