@@ -205,3 +205,49 @@ async def test_a_saved_completed_history_replays() -> None:
     kinds = [e.event_type for e in history.events]
     assert sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes")) >= 15, len(kinds)
     await Replayer(workflows=[RollingRestartWorkflow], **client_options()).replay_workflow(history)
+
+
+@pytest.fixture
+def cli(temporal_env, tmp_path):
+    """Run ``snakepit-migrate`` against the test dev server; returns (code, stdout, stderr), never a traceback."""
+    env = {**os.environ, "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+           "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}  # fmt: skip
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "client.cli", *args, env=env,
+                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 180)
+        assert b"Traceback" not in err, err.decode()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    return run
+
+
+async def test_cli_dry_run_then_bad_inputs_exit_2_and_change_nothing(cli, fleet, fleet_dir, store_url):
+    before = await versions(fleet)
+    v5 = fleet_dir / "v5.json"
+    v5.write_text(json.dumps(fleet_config("fleet_adapters.CounterAdapterV2", "v5", store_url)))
+    code, out, err = await cli("fleet", "restart", "--fleet", fleet.url, "--driver", "local", "--config", str(v5),
+                               "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["status"] == "dry_run" and plan["config_version"] == "v5" and plan["restarted"] == 0
+    assert [(i["id"], i["outcome"]) for i in plan["instances"]] == [(f"w{n}", "would_restart") for n in (1, 2, 3)]
+
+    not_dotted = fleet_dir / "not-dotted.json"
+    not_dotted.write_text(json.dumps(fleet_config("fleet_adapters:CounterAdapter", "bad", store_url)))
+    code, out, err = await cli("fleet", "restart", "--fleet", fleet.url, "--config", str(not_dotted), "--json")
+    assert (code, out) == (2, "") and "is not a dotted Python path" in err
+
+    code, out, err = await cli("fleet", "restart", "--fleet", "http://127.0.0.1:9", "--config", str(v5), "--json")
+    assert code == 2 and "did not answer" in json.loads(out)["error"], out
+
+    missing = fleet_dir / "missing-adapter.json"
+    missing.write_text(json.dumps(fleet_config("no_such_pkg.Adapter", "v6", store_url)))
+    code, out, err = await cli("fleet", "restart", "--fleet", fleet.url, "--config", str(missing),
+                               "--health-timeout", "10", "--settle", "0.2")
+    assert code == 2, (out, err)
+    assert "instance w1: " in out and "no module named 'no_such_pkg'" in out.lower(), out
+    assert "no instance was left on the new config" in out
+    health = await fleet.health()
+    assert health.status == "ok" and await versions(fleet) == before
