@@ -118,6 +118,9 @@ class ToolFinder:
                     )
                     continue
                 self.add(self.command_tool(name_node.value, handler, method, node))
+        process = self.methods.get("process_command")
+        if process is not None:
+            self.process_command_tools(process)
         names = set(self.seen)
         if "call" in names and (names & BRIDGE_COMPANIONS or any(p.name == "target" for p in self.seen["call"].params)):
             self.adapter.generation = DYNAMIC_CALL_BRIDGE
@@ -129,6 +132,22 @@ class ToolFinder:
                 "dynamic-call bridge: callers of `call` with a library target can call the generic adapter with the "
                 "same target directly; targets `stored.<id>.<method>` depend on stored objects and stay custom"
             )
+
+    def process_command_tools(self, process: Method) -> None:
+        """Commands an overridden ``process_command`` dispatches itself with if/match on the command name."""
+        fn = process.fn
+        positional = _positional(fn)
+        if len(positional) < 3:
+            return
+        command_param, args_param = positional[1], positional[2]
+        for name, body, line in _branches(fn, command_param):
+            handler = _hands_off(body, args_param)
+            if handler is not None and handler in self.methods:
+                self.add(self.handler_function_tool(name, self.methods[handler], exposure="process_command"))
+                continue
+            scope = self.scope(process, args_dict=args_param)
+            result = classify(fn, scope, body=body)
+            self.add(_tool(name, "process_command", f"{process.owner}.process_command", fn, line, result, ""))
 
     def command_tool(self, name: str, handler: ast.expr, registrar: Method, call: ast.Call) -> Tool:
         """The tool one ``register_command(name, handler)`` call registers."""
@@ -394,6 +413,16 @@ def _getattr_dispatch(fn: Func) -> tuple[str, str] | None:
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2 \
                 and isinstance(node.args[0], ast.Name) and node.args[0].id == "self":
             return _name_pattern(node.args[1], name_param)
+    return None
+
+
+def _hands_off(body: list[ast.stmt], args_param: str) -> str | None:
+    """The method a branch hands the whole args dict to: ``return self.handle_x(args)``."""
+    if len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Call):
+        call = body[0].value
+        if (_is_self_attr(call.func) and len(call.args) == 1 and not call.keywords
+                and isinstance(call.args[0], ast.Name) and call.args[0].id == args_param):
+            return call.func.attr  # type: ignore[union-attr]
     return None
 
 

@@ -301,3 +301,15 @@ def test_getattr_with_a_name_prefix_and_super_fallback():
     fallback = report.adapter("FallbackAdapter")
     # super().execute_tool is BaseAdapter's call_tool: undecorated methods are reachable.
     assert split(fallback) == ({"trunc"}, {"version": {"composite_logic"}})
+
+
+def test_command_handler_dispatching_in_process_command():
+    [adapter] = analyze_path(FIXTURES / "process_command_v01.py").adapters
+    assert adapter.generation == "command_handler"
+    # time.time() with no arguments is one library call too: equivalence, not the analyzer, judges it.
+    assert split(adapter) == ({"sqrt", "factorial", "now", "time"}, {"uptime": {"adapter_state"}})
+    assert adapter.tool("now").mapping.target == "time.time"
+    factorial = adapter.tool("factorial")
+    assert (factorial.exposure, factorial.function) == ("process_command", "SelfDispatching.handle_factorial")
+    assert [(p.name, p.required, p.default) for p in factorial.params] == [("n", False, 5)]
+    assert adapter.tool("sqrt").mapping.wrap == {"result_key": "result", "constants": {"status": "ok"}}
