@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -56,6 +56,13 @@ def _retry(attempts: int) -> RetryPolicy:
     )
 
 
+def failure_type(exc: BaseException) -> str | None:
+    """The type of the innermost application failure (the domain error's class name)."""
+    while isinstance(exc, ActivityError) and exc.cause is not None:
+        exc = exc.cause
+    return exc.type if isinstance(exc, ApplicationError) else None
+
+
 class ConfigMigrationResult(BaseModel):
     """What a config migration did; also attached to its failure."""
 
@@ -72,6 +79,7 @@ class ConfigMigrationResult(BaseModel):
     restored: list[str] = []
     diff: str = ""
     error: str | None = None
+    error_type: str | None = None  # the domain error's class name, e.g. FileChanged
 
 
 @workflow.defn(name="ConfigMigration")
@@ -102,7 +110,7 @@ class ConfigMigrationWorkflow:
         try:
             await self._migrate(inp, mid, result, saga)
         except (Exception, asyncio.CancelledError) as exc:
-            result.error = failure_text(exc)
+            result.error, result.error_type = failure_text(exc), failure_type(exc)
             workflow.logger.warning("Config migration %s failed: %s", mid, result.error)
             await self._unwind(saga, result)
             self._phase = "done"
@@ -178,7 +186,7 @@ class ConfigMigrationWorkflow:
             restored = await self._restore(RestoreInput(migration_id=inp.rollback_of, force=inp.force))
         except Exception as exc:
             result.status = "failed"
-            result.error = failure_text(exc)
+            result.error, result.error_type = failure_text(exc), failure_type(exc)
             self._phase = "done"
             raise ApplicationError(f"config rollback failed: {result.error}", result, type="MigrationFailed", non_retryable=True)
         result.restored = restored.restored

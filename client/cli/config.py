@@ -175,12 +175,16 @@ async def _run_workflow(params: dict[str, Any], address: str | None, json_out: b
     return report(result, json_out)
 
 
+_REFUSALS = {"FileChanged", "NoConfigFound", "FindingsNotAccepted", "LossyDownConversion", "UnknownVersion", "ConfigParseError", "InvalidInput"}
+
+
 def report(result: Any, json_out: bool) -> int:
-    """Print a ConfigMigration result; exit 0 when it completed (or restored), 1 otherwise."""
+    """Print a ConfigMigration result; exit 0 when it completed (or restored), 2 when refused for bad input, else 1."""
     ok = result.status in ("completed", "unchanged", "dry_run") or (result.status == "rolled_back" and not result.error)
+    code = 0 if ok else 2 if result.status in ("refused", "failed") and result.error_type in _REFUSALS else 1
     if json_out:
         emit_json(result.model_dump())
-        return 0 if ok else 1
+        return code
     if result.status == "completed":
         for c in result.changes:
             out.print("  " + c.line(), markup=False, highlight=False)
@@ -193,4 +197,4 @@ def report(result: Any, json_out: bool) -> int:
         err.print(f"[bold red]{result.migration_id}: {result.status}[/]: {escape(str(result.error))}", markup=True)
         if result.restored:
             err.print(f"restored from the backup: {', '.join(result.restored)}")
-    return 0 if ok else 1
+    return code

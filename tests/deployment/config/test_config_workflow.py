@@ -106,6 +106,7 @@ async def test_rollback_refuses_a_file_edited_since_unless_forced(env, corpus, t
     (folder / "config.exs").write_bytes(edited)
     refused = await run(env, tmp_path, {}, rollback_of=result.migration_id)
     assert refused.status == "failed" and "changed since the migration" in refused.error and "--force" in refused.error
+    assert refused.error_type == "FileChanged"
     assert (folder / "config.exs").read_bytes() == edited
     forced = await run(env, tmp_path, {}, rollback_of=result.migration_id, force=True)
     assert forced.status == "rolled_back" and snapshot(folder) == before
@@ -135,6 +136,8 @@ def test_cli_migrate_and_rollback_end_to_end(env, corpus, tmp_path, monkeypatch,
     assert main(["config", "rollback", data["migration_id"], "--address", address, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "rolled_back"
     assert snapshot(folder) == before
+    assert main(["config", "rollback", "no-such-migration", "--address", address, "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error_type"] == "NoConfigFound"
 
 
 async def test_dry_run_through_the_workflow_plans_and_writes_nothing(env, corpus, tmp_path) -> None:
