@@ -18,9 +18,8 @@ Nothing else is enforced: upstream's ``file_access``, ``network_access``,
 ``cache_config`` and ``execution`` keys are not implemented, so a library
 admitted here can do whatever its functions do.
 A mixed configuration names the custom adapter class in ``custom_adapter``
-and the tools it keeps in ``custom_tools``: those calls go to an instance of
-it, given the session context and initialized and cleaned up as the host
-would, so one worker pool serves both.
+and the tools it keeps in ``custom_tools``: those calls are served by that
+class exactly as a worker served it before, so one worker pool serves both.
 ``execute_tool(tool_name, arguments, context)`` is the BaseAdapter
 entry point, so a worker hosts :class:`GenericAdapter` like a custom adapter;
 with no configuration given it reads the JSON file named by
@@ -38,6 +37,7 @@ import inspect
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from deployment.adapters.errors import (
     ModuleNotAllowed,
 )
 from deployment.adapters.jsonify import to_json
+from deployment.pool.adapter_host import AdapterHost
 from deployment.pool.adapter_host import UnknownTool as HostUnknownTool
 from snakepit_bridge.base_adapter import ToolMetadata
 
@@ -299,7 +300,16 @@ def _blocked_by(target: str, patterns: list[str] | tuple[str, ...]) -> str | Non
 
 
 class GenericAdapter:
-    """Calls configured library functions; hosted by a worker like any BaseAdapter."""
+    """Calls configured library functions; hosted by a worker like any BaseAdapter.
+
+    Generic calls share nothing, so the adapter is thread-safe; tools that stay
+    custom run through the fleet's own :class:`AdapterHost` for the custom class
+    (one per process), which gives them a fresh instance, the session context,
+    ``initialize``/``cleanup``, and one-at-a-time calls unless that class
+    declares ``__thread_safe__``, exactly as when it was the pool's adapter.
+    """
+
+    __thread_safe__ = True
 
     def __init__(self, config: GenericConfig | dict[str, Any] | str | os.PathLike[str] | None = None) -> None:
         if config is None:
@@ -317,34 +327,14 @@ class GenericAdapter:
         else:
             self.config = GenericConfig.parse(config)
         self.session_context: Any = None
-        # The class is imported now, so a worker that cannot load it fails at start; an
-        # instance is made only when a request needs a tool that stays custom.
+        # Imported now, so a worker that cannot load it fails at start rather than on a call.
         self.custom_class = _load_custom(self.config.custom_adapter) if self.config.custom_adapter else None
-        self.custom: Any = None
 
     # BaseAdapter protocol -------------------------------------------------------------
 
     def set_session_context(self, session_context: Any) -> None:
-        """Generic calls never use the session; a custom tool's adapter gets it."""
+        """Generic calls never use the session; tools that stay custom get it with each call."""
         self.session_context = session_context
-
-    def cleanup(self) -> Any:
-        """The custom adapter's ``cleanup``, if this request used it (the host awaits a coroutine)."""
-        if self.custom is not None and callable(getattr(self.custom, "cleanup", None)):
-            return self.custom.cleanup()
-        return None
-
-    def _custom_adapter(self) -> Any:
-        """The custom adapter for this request, set up as the host would have."""
-        if self.custom is None:
-            self.custom = self.custom_class()  # type: ignore[misc]
-            if callable(getattr(self.custom, "set_session_context", None)):
-                self.custom.set_session_context(self.session_context)
-            if callable(getattr(self.custom, "initialize", None)):
-                result = self.custom.initialize()
-                if inspect.isawaitable(result):
-                    asyncio.run(_await(result))
-        return self.custom
 
     def get_tools(self) -> list[ToolMetadata]:
         """Aliased tools, the tools that stay custom, and the generic ``call`` tool."""
@@ -352,9 +342,9 @@ class GenericAdapter:
             {"name": p["name"], "type": p.get("annotation", "any"), "required": p.get("required", True)} for p in a.params
         ]) for a in self.config.aliases.values()]
         if self.custom_class is not None:
-            probe = self.custom_class()
-            described = {t.name: t for t in getattr(probe, "get_tools", list)() if isinstance(t, ToolMetadata)}
-            tools += [described.get(name) or ToolMetadata(name) for name in sorted(self.config.custom_tools)]
+            described = {t["name"]: t for t in _custom_host(self.custom_class).tools}
+            tools += [ToolMetadata(**described[name]) if name in described else ToolMetadata(name)
+                      for name in sorted(self.config.custom_tools)]
         tools.append(ToolMetadata(CALL_TOOL, "call an allowed library function by dotted path", parameters=[
             {"name": "target", "type": "str", "required": True}, {"name": "args", "type": "list", "required": False},
             {"name": "kwargs", "type": "dict", "required": False}]))
@@ -369,7 +359,7 @@ class GenericAdapter:
         if alias is not None:
             return self._run_alias(alias, arguments)
         if self.custom_class is not None and tool_name in self.config.custom_tools:
-            return self._custom_adapter().execute_tool(tool_name, arguments, context)
+            return _custom_host(self.custom_class).call(tool_name, arguments, context)
         if tool_name == CALL_TOOL:
             unknown = set(arguments) - {"target", "args", "kwargs"}
             if unknown:
@@ -431,6 +421,18 @@ class GenericAdapter:
         if alias.wrap is None:
             return result
         return {**alias.wrap.get("constants", {}), alias.wrap["result_key"]: result}
+
+
+_CUSTOM_HOSTS: dict[type, AdapterHost] = {}
+_CUSTOM_HOSTS_LOCK = threading.Lock()
+
+
+def _custom_host(cls: type) -> AdapterHost:
+    """The one host of a custom adapter class in this process."""
+    with _CUSTOM_HOSTS_LOCK:
+        if cls not in _CUSTOM_HOSTS:
+            _CUSTOM_HOSTS[cls] = AdapterHost(cls)
+        return _CUSTOM_HOSTS[cls]
 
 
 def _load_custom(path: str) -> type:

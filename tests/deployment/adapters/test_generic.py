@@ -255,3 +255,44 @@ def test_constants_must_survive_the_json_config(tmp_path, monkeypatch):
     assert "no exact JSON form" in adapter.tool("dflt").reasons[0].detail
     config = json.loads(json.dumps(propose_config(analyze_path(src))))  # through JSON, as a worker reads it
     assert GenericAdapter(config).execute_tool("pair", {"x": 0}, None) == "(1, 2)"
+
+
+def test_custom_tools_keep_their_thread_safety_behind_a_thread_safe_generic_adapter(tmp_path, monkeypatch):
+    import threading
+
+    from deployment.pool.adapter_host import AdapterHost
+    from snakepit_bridge.session_context import SessionContext
+
+    (tmp_path / "busy_adapter.py").write_text(
+        "import threading, time\n"
+        "from snakepit_bridge.base_adapter import BaseAdapter, tool\n"
+        "STATE = {'active': 0, 'most': 0}\n"
+        "LOCK = threading.Lock()\n"
+        "class Busy(BaseAdapter):\n"
+        "    @tool()\n"
+        "    def slow(self) -> int:\n"
+        "        with LOCK:\n"
+        "            STATE['active'] += 1\n"
+        "            STATE['most'] = max(STATE['most'], STATE['active'])\n"
+        "        time.sleep(0.1)\n"
+        "        with LOCK:\n"
+        "            STATE['active'] -= 1\n"
+        "        return STATE['most']\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "generic.json"
+    path.write_text(json.dumps({"libraries": [lib("math", ["sqrt"])], "custom_adapter": "busy_adapter.Busy",
+                                "custom_tools": {"slow": {}},
+                                "tool_aliases": {"root": {"target": "math.sqrt", "args": [{"param": "x"}]}}}))
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    host = AdapterHost(GenericAdapter)
+    assert host.thread_safe  # generic calls may run side by side ...
+    threads = [threading.Thread(target=host.call, args=("slow", {}, SessionContext(f"s{i}"))) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    import busy_adapter
+
+    assert busy_adapter.STATE["most"] == 1  # ... but a thread-unsafe custom adapter still gets one call at a time
+    assert host.call("root", {"x": 81}, SessionContext("s")) == 9.0
