@@ -83,7 +83,22 @@ v07 = st.tuples(v06, some(
     cleanup_retry_interval_ms=ints,
 )).map(lambda parts: {k: v for k, v in {**parts[0], **parts[1]}.items() if k not in ("cleanup_retry_interval", "python_runtime")})
 
-ERAS = {"0.3": v03, "0.5": v05, "0.6": v06, "0.7": v07}
+v08 = st.tuples(v07, some(
+    log_categories=st.lists(atoms("pool", "grpc", "session"), max_size=3),
+    timeout_profile=atoms("balanced", "production", "batch"),
+    python_packages=kw(packages=st.lists(st.sampled_from(["numpy", "torch"]), max_size=2)),
+    grpc_host=texts,
+)).map(lambda parts: {**{k: v for k, v in parts[0].items() if k not in ("log_categories", "python_packages")}, **parts[1]})
+
+v010 = st.tuples(v08, some(
+    grpc_listener=st.sampled_from([{"mode": Atom("internal")}, {"mode": Atom("external"), "host": "h", "port": 50051}]),
+    instance_name=texts,
+    affinity=atoms("hint", "strict_queue", "strict_fail_fast"),
+    pool_config=some(pool_size=pos),
+    pool_reconcile_interval_ms=ints,
+)).map(lambda parts: {k: v for k, v in {**parts[0], **parts[1]}.items() if k not in ("grpc_port", "grpc_host")})
+
+ERAS = {"0.3": v03, "0.5": v05, "0.6": v06, "0.7": v07, "0.8": v08, "0.10": v010}
 
 
 def elixir(cfg: dict, style: str) -> bytes:
