@@ -102,7 +102,7 @@ class SessionActivities:
                     now = time.time()
                     live = [r for r in batch if not is_expired(r, now)]
                     if live and not params.dry_run:
-                        await target.write_journaled(params.migration_id, live)
+                        await target.write_journaled(params.migration_id, live, only_newer=params.only_newer)
                         if target.reads_own_writes:
                             await _verify_batch(target, live)
                     for rec in live:
@@ -140,6 +140,7 @@ class SessionActivities:
                     margin_seconds=params.margin_seconds,
                     batch_size=params.batch_size,
                     tolerate_extra=params.tolerate_extra,
+                    settle_s=params.settle_seconds,
                     on_batch=activity.heartbeat,
                 )
 
@@ -193,9 +194,23 @@ async def _inspect(params: StoresInput, source: SessionStore, target: SessionSto
 
 
 async def _verify_batch(target: SessionStore, written: list[dict]) -> None:
-    """Read a written batch back and compare every record digest."""
+    """Read a written batch back and compare every record digest.
+
+    A record the target holds at a higher revision was written by live
+    traffic after the batch was read (zero-downtime mode): that is not a
+    difference.
+    """
     held = await target.read_many([r["id"] for r in written])
-    wrong = [r["id"] for r in written if r["id"] not in held or record_digest(held[r["id"]]) != record_digest(r)]
+
+    def differs(rec: dict) -> bool:
+        other = held.get(rec["id"])
+        if other is None:
+            return True
+        if int(other.get("rev", 0)) > int(rec.get("rev", 0)):
+            return False
+        return record_digest(other) != record_digest(rec)
+
+    wrong = [r["id"] for r in written if differs(r)]
     if wrong:
         raise ApplicationError(
             f"batch verification failed: {len(wrong)} session(s) read back differently: {', '.join(wrong[:20])}",

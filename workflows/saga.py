@@ -24,6 +24,10 @@ class Saga:
         """Register the undo of a step *before* the step runs; it must be idempotent."""
         self._steps.append((name, compensation))
 
+    def clear(self) -> None:
+        """Forget every compensation: past this point the change is final and undoing it would lose data."""
+        self._steps.clear()
+
     @property
     def pending(self) -> list[str]:
         """Names of the compensations that would run, in the order they would run."""

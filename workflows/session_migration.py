@@ -19,13 +19,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.session_routing import SessionRoutingActivities
     from activities.sessions import SessionActivities
     from deployment.sessions.stores.base import redact_url
     from workflows.saga import Saga
     from workflows.session_models import (
+        AckInput,
         CopyCursor,
         CopyInput,
         MigrationProgress,
+        RoutingInput,
         SessionMigrationInput,
         SessionMigrationResult,
         StoresInput,
@@ -33,7 +36,10 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
     )
 
-_PERMANENT = ["TargetNotCompatible", "QuotaExceeded", "SnapshotParseError", "InvalidInput", "InjectedFailure"]
+_PERMANENT = [
+    "TargetNotCompatible", "QuotaExceeded", "SnapshotParseError", "InvalidInput", "InjectedFailure",
+    "RoutingNotAcknowledged", "BadInput",
+]  # fmt: skip
 
 
 def _retry(attempts: int) -> RetryPolicy:
@@ -80,6 +86,7 @@ class SessionMigrationWorkflow:
         self._progress = MigrationProgress(migration_id="", phase="pending")
         self._rollback_requested = False
         self._copy_started: float | None = None
+        self._epoch = 0  # the routing epoch last published (zero-downtime mode)
 
     @workflow.query(name="progress")
     def progress(self) -> MigrationProgress:
@@ -131,6 +138,85 @@ class SessionMigrationWorkflow:
         return result
 
     async def _migrate(self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult, saga: Saga) -> None:
+        target = TargetInput(migration_id=mid, target=inp.target)
+        await self._validate(inp, mid, result)
+        if not inp.dry_run:
+            self._set_phase("backup")
+            result.target_before = await workflow.execute_activity_method(
+                SessionActivities.record_backup_point, target, retry_policy=_retry(5), **_SHORT
+            )
+            saga.add("undo_session_copy", lambda: self._undo(target))
+        if inp.zero_downtime and not inp.dry_run:
+            await self._migrate_live(inp, mid, result, saga)
+            return
+
+        self._set_phase("copying")
+        await self._copy_into(inp, mid, result)
+        if inp.dry_run:
+            return
+        self._set_phase("finalizing")
+        await workflow.execute_activity_method(
+            SessionActivities.finalize_session_target, target, retry_policy=_retry(5), **_SHORT
+        )
+        self._check_rollback_request()
+        if inp.verify:
+            await self._verify(inp, result, settle_s=None)
+
+    async def _migrate_live(self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult, saga: Saga) -> None:
+        """Dual writes → backfill → verify → switch reads → soak → finalize, with live traffic throughout."""
+        current = await workflow.execute_activity_method(
+            SessionRoutingActivities.get_session_routing, inp.source, retry_policy=_retry(5), **_SHORT
+        )
+        if current.mode != "source":
+            raise ApplicationError(
+                f"the source is already routed {current.mode} by migration {current.migration_id}",
+                type="TargetNotCompatible",
+                non_retryable=True,
+            )
+        self._epoch = current.epoch
+        # Registered before dual writes start: back to source, then the target as it was found.
+        saga.add("route_to_source", lambda: self._route(inp, mid, "source"))
+
+        self._set_phase("dual_write")
+        await self._route(inp, mid, "dual_write")
+        self._set_phase("copying")
+        await self._copy_into(inp, mid, result, only_newer=True)
+        self._check_rollback_request()
+        await self._verify(inp, result, settle_s=0.5)
+        self._set_phase("switching_reads")
+        await self._route(inp, mid, "dual_write_read_target")
+        self._set_phase("soaking")
+        await workflow.sleep(timedelta(seconds=inp.soak_seconds))
+        self._check_rollback_request()
+        self._set_phase("finalizing")
+        await self._route(inp, mid, "target")
+        saga.clear()  # every instance now writes only the target: undoing the copy would lose those writes
+        await workflow.execute_activity_method(
+            SessionRoutingActivities.purge_session_tombstones,
+            TargetInput(migration_id=mid, target=inp.target),
+            retry_policy=_retry(10),
+            **_SHORT,
+        )
+
+    async def _route(self, inp: SessionMigrationInput, mid: str, mode: str) -> None:
+        """Publish a routing mode at the next epoch and wait until every live instance follows it."""
+        self._epoch += 1
+        epoch = self._epoch
+        await workflow.execute_activity_method(
+            SessionRoutingActivities.set_session_routing,
+            RoutingInput(source=inp.source, mode=mode, epoch=epoch, target=inp.target, migration_id=mid),  # type: ignore[arg-type]
+            retry_policy=_retry(10),
+            **_SHORT,
+        )
+        await workflow.execute_activity_method(
+            SessionRoutingActivities.wait_for_routing_acks,
+            AckInput(source=inp.source, epoch=epoch, timeout_seconds=inp.ack_timeout_seconds),
+            retry_policy=_retry(3),
+            start_to_close_timeout=timedelta(seconds=inp.ack_timeout_seconds + 60),
+            heartbeat_timeout=timedelta(seconds=30),
+        )
+
+    async def _validate(self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult) -> None:
         self._set_phase("validating")
         found = await workflow.execute_activity_method(
             SessionActivities.inspect_session_stores,
@@ -142,56 +228,43 @@ class SessionMigrationWorkflow:
         )
         result.sessions_total = found.source_total
         self._progress.total = found.source_total
-        target = TargetInput(migration_id=mid, target=inp.target)
-        if not inp.dry_run:
-            self._set_phase("backup")
-            result.target_before = await workflow.execute_activity_method(
-                SessionActivities.record_backup_point, target, retry_policy=_retry(5), **_SHORT
-            )
-            saga.add("undo_session_copy", lambda: self._undo(target))
 
-        self._set_phase("copying")
-        cursor = await self._copy(inp, mid)
+    async def _copy_into(self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult, only_newer: bool = False) -> None:
+        cursor = await self._copy(inp, mid, only_newer)
         result.sessions_copied = 0 if inp.dry_run else cursor.copied
         result.sessions_skipped_expired = cursor.skipped_expired
         result.batches = cursor.batches
         result.copy_resumes = cursor.resumes
         result.source_digest = cursor.digest
-        if inp.dry_run:
-            return
 
-        self._set_phase("finalizing")
-        await workflow.execute_activity_method(
-            SessionActivities.finalize_session_target, target, retry_policy=_retry(5), **_SHORT
+    async def _verify(self, inp: SessionMigrationInput, result: SessionMigrationResult, settle_s: float | None) -> None:
+        self._set_phase("verifying")
+        report = await workflow.execute_activity_method(
+            SessionActivities.verify_session_stores,
+            VerifyInput(
+                source=inp.source,
+                target=inp.target,
+                margin_seconds=inp.verify_margin_seconds,
+                batch_size=inp.batch_size,
+                tolerate_extra=bool(result.target_before and result.target_before.target_count),
+                settle_seconds=settle_s,
+            ),
+            retry_policy=_retry(5),
+            **_SHORT,
         )
-        self._check_rollback_request()
-        if inp.verify:
-            self._set_phase("verifying")
-            report = await workflow.execute_activity_method(
-                SessionActivities.verify_session_stores,
-                VerifyInput(
-                    source=inp.source,
-                    target=inp.target,
-                    margin_seconds=inp.verify_margin_seconds,
-                    batch_size=inp.batch_size,
-                    tolerate_extra=bool(result.target_before and result.target_before.target_count),
-                ),
-                retry_policy=_retry(5),
-                **_SHORT,
+        result.verification = report
+        result.source_digest, result.target_digest = report.source_digest, report.target_digest
+        if not report.ok:
+            raise ApplicationError(
+                f"verification failed: {report.missing_count} missing, {report.mismatched_count} mismatched, "
+                f"{report.extra_count} extra (missing: {report.missing[:10]}, mismatched: {report.mismatched[:10]}, "
+                f"extra: {report.extra[:10]})",
+                type="VerificationFailed",
+                non_retryable=True,
             )
-            result.verification = report
-            result.source_digest, result.target_digest = report.source_digest, report.target_digest
-            if not report.ok:
-                raise ApplicationError(
-                    f"verification failed: {report.missing_count} missing, {report.mismatched_count} mismatched, "
-                    f"{report.extra_count} extra (missing: {report.missing[:10]}, mismatched: {report.mismatched[:10]}, "
-                    f"extra: {report.extra[:10]})",
-                    type="VerificationFailed",
-                    non_retryable=True,
-                )
-            self._check_rollback_request()
+        self._check_rollback_request()
 
-    async def _copy(self, inp: SessionMigrationInput, mid: str) -> CopyCursor:
+    async def _copy(self, inp: SessionMigrationInput, mid: str, only_newer: bool = False) -> CopyCursor:
         cursor = CopyCursor()
         self._copy_started = workflow.now().timestamp()
         while not cursor.finished:
@@ -207,6 +280,7 @@ class SessionMigrationWorkflow:
                     slice_seconds=inp.slice_seconds,
                     dry_run=inp.dry_run,
                     fail_after_batches=inp.fail_after_batches,
+                    only_newer=only_newer,
                 ),
                 retry_policy=_retry(20),
                 **_COPY,
@@ -238,9 +312,12 @@ class SessionMigrationWorkflow:
         assert inp.rollback_of is not None
         self._set_phase("rolling_back")
         try:
-            result.restored = await self._undo(
-                TargetInput(migration_id=inp.rollback_of, target=inp.target, require_journal=True)
-            )
+            if inp.zero_downtime:
+                result.restored = await self._copy_back(inp, result)
+            else:
+                result.restored = await self._undo(
+                    TargetInput(migration_id=inp.rollback_of, target=inp.target, require_journal=True)
+                )
         except (Exception, asyncio.CancelledError) as exc:
             result.status = "rollback_failed"
             result.error, result.error_type = failure_text(exc), failure_type(exc)
@@ -253,6 +330,28 @@ class SessionMigrationWorkflow:
         result.status = "rolled_back"
         self._finish(result)
         return result
+
+    async def _copy_back(self, inp: SessionMigrationInput, result: SessionMigrationResult) -> int:
+        """Undo a finalized zero-downtime move: live traffic goes back through dual writes to the source."""
+        mid = workflow.info().workflow_id
+        current = await workflow.execute_activity_method(
+            SessionRoutingActivities.get_session_routing, inp.source, retry_policy=_retry(5), **_SHORT
+        )
+        self._epoch = current.epoch
+        await self._route(inp, mid, "dual_write_read_target")  # both written again, the target still leads
+        self._set_phase("copying_back")
+        back = inp.model_copy(update={"source": inp.target, "target": inp.source})
+        cursor = await self._copy(back, mid, only_newer=True)
+        removed = await workflow.execute_activity_method(
+            SessionRoutingActivities.mirror_session_deletes,
+            StoresInput(migration_id=mid, source=inp.target, target=inp.source, batch_size=inp.batch_size),
+            retry_policy=_retry(10),
+            **_SHORT,
+        )
+        await self._route(inp, mid, "dual_write")
+        await self._route(inp, mid, "source")
+        result.sessions_copied = cursor.copied
+        return cursor.copied + removed
 
     def _check_rollback_request(self) -> None:
         if self._rollback_requested:

@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 from deployment.sessions.verify import VerifyReport
 
 Phase = Literal[
-    "pending", "validating", "backup", "copying", "finalizing", "verifying", "rolling_back", "done"
-]
+    "pending", "validating", "backup", "dual_write", "copying", "finalizing", "verifying",
+    "switching_reads", "soaking", "rolling_back", "copying_back", "done",
+]  # fmt: skip
 Status = Literal["completed", "dry_run", "rolled_back", "rollback_failed", "failed"]
 
 
@@ -34,6 +35,11 @@ class SessionMigrationInput(BaseModel):
         None, ge=0, description="fault injection: fail the copy after this many batches (for drills and tests)"
     )
     rollback_of: str | None = Field(None, description="undo the completed migration with this id instead of copying")
+    zero_downtime: bool = Field(
+        False, description="move a store that serves live traffic: dual writes, backfill, verify, switch reads, soak, finalize"
+    )
+    soak_seconds: float = Field(60.0, ge=0, description="zero downtime: how long reads come from the target before finalizing")
+    ack_timeout_seconds: float = Field(60.0, gt=0, description="zero downtime: how long to wait for every instance to follow a mode")
 
 
 class StoresInput(BaseModel):
@@ -98,6 +104,7 @@ class CopyInput(BaseModel):
     slice_seconds: float = 2.0
     dry_run: bool = False
     fail_after_batches: int | None = None
+    only_newer: bool = False
 
 
 class VerifyInput(BaseModel):
@@ -108,6 +115,7 @@ class VerifyInput(BaseModel):
     margin_seconds: float = 30.0
     batch_size: int = 500
     tolerate_extra: bool = False
+    settle_seconds: float | None = None
 
 
 class UndoResult(BaseModel):
@@ -152,3 +160,37 @@ class SessionMigrationResult(BaseModel):
     failed_phase: Phase | None = None
     started_at: float = 0.0
     duration_s: float = 0.0
+
+
+class RoutingInput(BaseModel):
+    """Publish a routing mode in the source store."""
+
+    source: str
+    mode: Literal["source", "dual_write", "dual_write_read_target", "target"]
+    epoch: int
+    target: str | None = None
+    migration_id: str | None = None
+
+
+class RoutingStateResult(BaseModel):
+    """The routing state a source store holds."""
+
+    mode: str
+    epoch: int
+    target: str | None = None
+    migration_id: str | None = None
+
+
+class AckInput(BaseModel):
+    """Wait until every live instance follows ``epoch``."""
+
+    source: str
+    epoch: int
+    timeout_seconds: float = 60.0
+    fresh_seconds: float = 10.0
+
+
+class AckResult(BaseModel):
+    """The instances that acknowledged."""
+
+    instances: list[str]

@@ -10,6 +10,9 @@ and be returned by :func:`open_session_access`.
 
 from __future__ import annotations
 
+import os
+import socket
+
 import time
 from typing import Any, Protocol
 
@@ -97,8 +100,19 @@ class StoreSessionAccess:
         return pruned
 
 
-async def open_session_access(store_url: str, ttl: int) -> SessionAccess:
-    """The session access every fleet instance uses; the router's hook point."""
+async def open_session_access(store_url: str, ttl: int, instance_id: str | None = None) -> SessionAccess:
+    """The session access every fleet instance uses.
+
+    A store that can serve live traffic gets a :class:`SessionRouter`, which
+    follows the routing mode a zero-downtime migration publishes in it (plain
+    ``source`` mode until one does); a JSONL snapshot gets direct access.
+    """
+    from deployment.sessions.router import SessionRouter
+
     store = open_store(store_url)
     await store.open()
-    return StoreSessionAccess(store, ttl)
+    if store.scheme == "jsonl":
+        return StoreSessionAccess(store, ttl)
+    router = SessionRouter(store, ttl=ttl, instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}")
+    await router.refresh(force=True)
+    return router

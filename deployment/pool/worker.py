@@ -144,7 +144,7 @@ async def serve(instance_id: str, config_path: str, pool: str | None, store_url:
         os.environ["SNAKEPIT_CONFIG"] = config_path
         os.environ["SNAKEPIT_ADAPTER_ARGS"] = json.dumps(spec.adapter_argv)
         host = AdapterHost(load_adapter_class(spec.adapter), spec.adapter_argv)
-        sessions = await open_session_access(spec.session_store or store_url, spec.session_ttl)
+        sessions = await open_session_access(spec.session_store or store_url, spec.session_ttl, instance_id)
     except (AdapterLoadError, MigrateError, OSError, ValueError) as exc:
         _handshake({"ready": False, "error": str(exc)})
         return 2

@@ -197,6 +197,18 @@ class SessionRouter:
         else:
             await self.target.delete_many([session_id])
 
+    async def prune(self) -> int:
+        """Delete expired sessions from the store that serves reads; tombstones stay until the switch."""
+        await self.refresh()
+        store = self._reader()
+        now, pruned = time.time(), 0
+        async for batch in store.iter_records():
+            expired = [r["id"] for r in batch if not r.get(TOMBSTONE) and r["last_accessed"] + r["ttl"] < now]
+            if expired:
+                await store.delete_many(expired)
+                pruned += len(expired)
+        return pruned
+
     async def close(self) -> None:
         """Release both stores."""
         await self._switch_target(None)

@@ -25,7 +25,7 @@ def generate_sessions(count: int, *, now: float, expired_fraction: float = 0.1, 
         if expired:
             last = now - ttl - rng.uniform(1, 600)
         else:
-            last = now - rng.uniform(0, ttl * 0.9)
+            last = now - rng.uniform(0, ttl * 0.5)  # at least half its lifetime left: live for the whole run
         created = last - rng.uniform(0, 7200)
         programs = {
             f"prog_{rng.randrange(10**6):06d}": {

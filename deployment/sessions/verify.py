@@ -9,13 +9,14 @@ expires while the comparison runs cannot make it flap.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel
 
 from deployment.sessions.digest import SetDigest
-from deployment.sessions.record import is_expired
+from deployment.sessions.record import Record, is_expired
 from deployment.sessions.stores.base import SessionStore
 
 LISTED_IDS = 100  # ids listed per kind of difference; the counts are always complete
@@ -46,12 +47,16 @@ async def compare_stores(
     margin_seconds: float = 30.0,
     batch_size: int = 500,
     tolerate_extra: bool = False,
+    settle_s: float | None = None,
     on_batch: Callable[[int], Awaitable[None] | None] | None = None,
 ) -> VerifyReport:
     """Compare live sessions of ``source`` and ``target`` record by record.
 
     ``tolerate_extra`` accepts sessions only the target has (a migration into
-    a store that already held other sessions).  ``on_batch`` is called with
+    a store that already held other sessions).  ``settle_s`` is for stores
+    under live dual writes: an id that differs is read again from both sides
+    after that pause, so a write landing between the two reads is not taken
+    for a difference.  ``on_batch`` is called with
     the number of records examined so far, for progress and heartbeats.
     """
     horizon = time.time() + margin_seconds
@@ -69,17 +74,19 @@ async def compare_stores(
                 await res
 
     async for batch in source.iter_records(batch_size):
-        live = [r for r in batch if not is_expired(r, horizon)]
-        held = await target.read_many([r["id"] for r in live])
-        for rec in live:
+        live = {r["id"]: r for r in batch if not is_expired(r, horizon)}
+        held = await target.read_many(list(live))
+        if settle_s is not None:
+            live, held = await _settle(source, target, live, held, horizon, settle_s)
+        for sid, rec in live.items():
             d_src = src_digest.add(rec)
-            other = held.get(rec["id"])
+            other = held.get(sid)
             if other is None or is_expired(other, horizon):
                 counts["missing"] += 1
-                _note(missing, rec["id"])
+                _note(missing, sid)
             elif tgt_digest.add(other) != d_src:
                 counts["mismatched"] += 1
-                _note(mismatched, rec["id"])
+                _note(mismatched, sid)
         examined += len(batch)
         await progress()
 
@@ -111,6 +118,24 @@ async def compare_stores(
         source_digest=str(src_digest),
         target_digest=str(tgt_digest),
     )
+
+
+async def _settle(
+    source: SessionStore, target: SessionStore, live: dict[str, Record], held: dict[str, Record], horizon: float, pause: float
+) -> tuple[dict[str, Record], dict[str, Record]]:
+    """Re-read ids that differ, once, after a pause: live writes reach both stores within it."""
+    differing = [sid for sid, rec in live.items() if held.get(sid) != rec]
+    if not differing:
+        return live, held
+    await asyncio.sleep(pause)
+    again_src = await source.read_many(differing)
+    again_tgt = await target.read_many(differing)
+    live = {**live, **{sid: r for sid, r in again_src.items()}}
+    for sid in differing:
+        if sid not in again_src or is_expired(again_src[sid], horizon):
+            live.pop(sid, None)  # deleted or expired meanwhile: no longer a live session to compare
+    held = {**held, **again_tgt}
+    return live, held
 
 
 def _note(ids: list[str], sid: str) -> None:

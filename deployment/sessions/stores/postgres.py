@@ -35,6 +35,7 @@ class PostgresStore(SessionStore):
         rest = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OUR_OPTIONS]
         self._dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(rest)))
         self._pool: asyncpg.Pool | None = None
+        self._created: set[str] = set()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -49,11 +50,11 @@ class PostgresStore(SessionStore):
                     raise StoreMissing(
                         f"table {self.table} does not exist in {self.display}", hint="check ?table= of the source"
                     )
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {self.table} "
-                    "(id text PRIMARY KEY, expires_at double precision NOT NULL, record json NOT NULL);"
-                    f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires_at)"
-                )
+            await self._ddl(
+                f"CREATE TABLE IF NOT EXISTS {self.table} "
+                "(id text PRIMARY KEY, expires_at double precision NOT NULL, record json NOT NULL);"
+                f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires_at)"
+            )
         except StoreUnreachable:
             await self.close()
             raise
@@ -101,7 +102,7 @@ class PostgresStore(SessionStore):
         return await self.pool.fetchval(f"SELECT count(*) FROM {self.table}")
 
     async def _ensure_journal(self) -> None:
-        await self.pool.execute(
+        await self._ddl(
             f"CREATE TABLE IF NOT EXISTS {self.journal} (migration_id text NOT NULL, session_id text NOT NULL, "
             "prior json, PRIMARY KEY (migration_id, session_id))"
         )
@@ -151,7 +152,20 @@ class PostgresStore(SessionStore):
         return int(status.split()[-1])
 
     async def _ensure_control(self) -> None:
-        await self.pool.execute(f"CREATE TABLE IF NOT EXISTS {self.control} (key text PRIMARY KEY, value json NOT NULL)")
+        await self._ddl(f"CREATE TABLE IF NOT EXISTS {self.control} (key text PRIMARY KEY, value json NOT NULL)")
+
+    async def _ddl(self, statement: str) -> None:
+        """Run a CREATE ... IF NOT EXISTS once per connection pool, safe against other processes doing the same.
+
+        PostgreSQL's IF NOT EXISTS is not atomic between sessions; an advisory
+        lock on the table name serialises the creators.
+        """
+        if statement in self._created:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
+            await conn.execute(statement)
+        self._created.add(statement)
 
     async def control_get(self, key: str) -> dict[str, Any] | None:
         await self._ensure_control()
