@@ -271,6 +271,10 @@ def _alias(name: str, raw: Any, where: str) -> Alias:
         params = [{"name": p, "required": True} for p in dict.fromkeys(used)]
     if not isinstance(params, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in params):
         raise GenericConfigError(f"{where}.params must be a list of {{\"name\": ..., \"required\": ...}}")
+    names = {p["name"] for p in params}
+    for s in [*args, *kwargs.values()]:
+        if isinstance(s, dict) and "param" in s and s["param"] not in names:
+            raise GenericConfigError(f"{where}: argument source {{\"param\": {s['param']!r}}} is not one of its params")
     wrap = raw.get("wrap")
     if wrap is not None and not (isinstance(wrap, dict) and isinstance(wrap.get("result_key"), str)):
         raise GenericConfigError(f"{where}.wrap must be null or {{\"result_key\": ..., \"constants\": {{...}}}}")
@@ -369,7 +373,7 @@ class GenericAdapter:
                 raise BadArguments("call: 'args' must be a list and 'kwargs' an object")
             return self.call(arguments.get("target"), args, kwargs)
         raise UnknownTool(
-            f"no tool {tool_name!r}: it is neither in tool_aliases nor the generic {CALL_TOOL!r} tool",
+            f"no tool {tool_name!r}: it is not in tool_aliases or custom_tools, nor the generic {CALL_TOOL!r} tool",
             hint="add it to tool_aliases, or keep it on the custom adapter",
         )
 

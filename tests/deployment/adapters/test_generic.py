@@ -162,6 +162,8 @@ def test_results_are_json_with_tagged_types():
         ({"libraries": [{"module": "m", "function_filters": "sqrt"}]}, "function_filters must be a list"),
         ({"libraries": [], "tool_aliases": {"t": {"target": "sqrt"}}}, "tool_aliases.t.target must be a dotted"),
         ({"libraries": [], "tool_aliases": {"t": {"target": "m.f", "args": [{"x": 1}]}}}, "tool_aliases.t.args[0] must be"),
+        ({"libraries": [], "tool_aliases": {"t": {"target": "m.f", "args": [{"param": "y"}], "params": [{"name": "x"}]}}},
+         "tool_aliases.t: argument source {\"param\": 'y'} is not one of its params"),
     ],
 )
 def test_malformed_configs(config, text):
