@@ -19,7 +19,8 @@ def all_activities() -> list[Callable[..., Any]]:
     """Every activity the worker registers, bound to one instance per class."""
     from activities.config_files import ConfigFileActivities
     from activities.fleet import FleetActivities
+    from activities.session_routing import SessionRoutingActivities
     from activities.sessions import SessionActivities
 
-    instances: list[object] = [SessionActivities(), ConfigFileActivities(), FleetActivities()]
+    instances: list[object] = [SessionActivities(), SessionRoutingActivities(), ConfigFileActivities(), FleetActivities()]
     return [fn for obj in instances for fn in _bound_activities(obj)]
