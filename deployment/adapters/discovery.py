@@ -1,10 +1,12 @@
 """Finding the tools of one adapter class, by every way a caller can reach them.
 
-Command handlers: each ``register_command("name", handler)``.  BaseAdapter:
-``if tool_name == ...`` chains in ``execute_tool`` (first: they dispatch
-before anything else), tools of handler objects in ``self.handlers``,
-``@tool`` methods, and the undecorated methods reachable through
-``call_tool``'s ``getattr`` dispatch.  Each tool is classified by
+Command handlers: each ``register_command("name", handler)``, and the
+branches of an overridden ``process_command``.  BaseAdapter: what
+``execute_tool`` dispatches itself (``if``/``match`` on the tool name, a table
+of methods; first, since they run before anything else), tools of handler
+objects in ``self.handlers``, ``@tool`` methods, and the methods ``getattr``
+dispatch makes reachable (``call_tool``, ``super().execute_tool``, or a name
+prefix such as ``f"tool_{name}"``).  Each tool is classified by
 :func:`deployment.adapters.classify.classify`.
 """
 
@@ -14,9 +16,9 @@ import ast
 
 from deployment.adapters.classify import Classification, classify
 from deployment.adapters.evidence import FRAMEWORK_METHODS
-from deployment.adapters.scope import Scope, signature_params
 from deployment.adapters.hierarchy import ClassTable, Func, Method, decorator_name, terminal
 from deployment.adapters.model import DYNAMIC_CALL_BRIDGE, Adapter, Reason, Tool
+from deployment.adapters.scope import Scope, signature_params
 from deployment.adapters.source import ModuleIndex, literal
 
 BRIDGE_COMPANIONS = frozenset({"store", "retrieve", "list_stored", "delete_stored", "pipeline", "inspect"})
