@@ -14,11 +14,15 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from deployment.fleet.http import HttpFleet
-from deployment.pool.errors import FleetStartFailed, FleetUnreachable
+from deployment.pool.errors import FleetLeftRunning, FleetStartFailed, FleetUnreachable
 
 _CLI = "import sys; from client.cli import main; sys.exit(main())"
 
@@ -61,6 +65,34 @@ class LocalFleet(HttpFleet):
             raise FleetStartFailed(f"the reference fleet did not start: {tail or 'no output'}")
         return cls(ready["url"], process=proc, ready=ready, log_path=log)
 
+    @classmethod
+    @asynccontextmanager
+    async def running(cls, config_path: str | Path, **start: Any) -> AsyncIterator["LocalFleet"]:
+        """Start a fleet for the ``async with`` block; on the way out stop it and check that
+        the front and every worker are gone (else :class:`FleetLeftRunning`)."""
+        fleet = await cls.start(config_path, **start)
+        failed = False
+        try:
+            yield fleet
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            pids = await fleet.process_ids()
+            code = await fleet.stop()
+            left = [p for p in pids if _alive(p)]
+            if not failed and (left or code != 0):
+                raise FleetLeftRunning(f"the fleet at {fleet.url} exited with {code}; still running: {left or 'none'}")
+
+    async def process_ids(self) -> list[int]:
+        """The front's pid and those of the workers it reports (empty if it does not answer)."""
+        pids = [self.process.pid] if self.process is not None else []
+        try:
+            payload = await self._request("GET", f"{self.admin}/instances")
+        except FleetUnreachable:
+            return pids
+        return pids + [i["pid"] for i in payload["instances"] if i.get("pid")]
+
     async def stop(self, timeout: float = 20.0) -> int | None:
         """Shut the fleet down and wait for it; returns its exit code (None if not ours)."""
         try:
@@ -71,6 +103,13 @@ class LocalFleet(HttpFleet):
         if self.process is None:
             return None
         return await _reap(self.process, timeout)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 async def _read_json(stream: asyncio.StreamReader) -> Any:

@@ -57,6 +57,10 @@ class FleetStartFailed(BadInput):
     """A fleet process exited before it served; the message carries its error output."""
 
 
+class FleetLeftRunning(MigrateError):
+    """A fleet that was stopped left processes behind (or exited with an error)."""
+
+
 _BY_NAME: dict[str, type[InstanceError]] = {
     cls.__name__: cls for cls in (InstanceError, InstanceStartFailed, UnknownInstance, DrainTimeout)
 }

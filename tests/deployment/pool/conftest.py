@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
 import pytest
 import pytest_asyncio
 
@@ -55,19 +53,7 @@ def v1_config(fleet_dir: Path, store_url: str) -> Path:
 @pytest_asyncio.fixture(scope="module")
 async def fleet(fleet_dir: Path, v1_config: Path) -> AsyncIterator[LocalFleet]:
     """A 3-instance reference fleet on v1, recording its calls; every process is gone afterwards."""
-    running = await LocalFleet.start(v1_config, instances=3, port=0, ready_timeout=60,
-                                     extra_args=["--record", str(fleet_dir / "calls.jsonl"),
-                                                 "--run-dir", str(fleet_dir / "run")])
-    pids = [running.process.pid] if running.process else []
-    try:
+    async with LocalFleet.running(v1_config, instances=3, port=0, ready_timeout=60,
+                                  extra_args=["--record", str(fleet_dir / "calls.jsonl"),
+                                              "--run-dir", str(fleet_dir / "run")]) as running:
         yield running
-    finally:
-        async with aiohttp.ClientSession() as http:
-            try:
-                async with http.get(f"{running.url}/admin/instances") as resp:
-                    pids += [i["pid"] for i in (await resp.json())["instances"] if i["pid"]]
-            except aiohttp.ClientError:
-                pass
-        code = await running.stop()
-        assert code == 0
-        assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]

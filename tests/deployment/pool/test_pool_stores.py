@@ -27,17 +27,17 @@ async def test_sessions_live_in_the_configured_store(make_config, store_base: tu
     url = f"{base}?prefix=fleet-{tag}:" if kind == "redis" else f"{base}?table=fleet_{tag}"
     config = tmp_path / "fleet.json"
     config.write_text(json.dumps(make_config("fleet_adapters.CounterAdapter", "v1", url)))
-    fleet = await LocalFleet.start(config, instances=2, port=0, extra_args=["--run-dir", str(tmp_path / "run")])
-    try:
+    async with LocalFleet.running(config, instances=2, port=0, extra_args=["--run-dir", str(tmp_path / "run")]) as fleet:
         for expected in (1, 2, 3):
             assert await call_tool(fleet.url, "incr", f"s-{tag}", {"by": 1}) == (200, {"result": expected})
-        assert (await fleet.list_instances())[0].sessions == {"mode": "direct", "store": url}
-    finally:
-        assert await fleet.stop() == 0
+        reported = (await fleet.list_instances())[0].sessions
+        # direct store access, or a session router in its resting mode
+        assert reported is not None and reported["store"] == url and reported["mode"] in ("direct", "source")
     async with open_store(url) as store:
         rec = (await store.read_many([f"s-{tag}"]))[f"s-{tag}"]
         assert rec["metadata"] == {"counter": 3} and rec["last_worker_id"] in ("w1", "w2")
         await store.delete_many([f"s-{tag}"])
-        if kind == "postgresql":
-            for table in (store.table, store.journal):  # type: ignore[attr-defined]
-                await store.pool.execute(f"DROP TABLE IF EXISTS {table}")  # type: ignore[attr-defined]
+        if kind == "postgresql":  # every table the store made for this test's table name
+            pool = store.pool  # type: ignore[attr-defined]
+            for row in await pool.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE $1", f"fleet_{tag}%"):
+                await pool.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}"')
