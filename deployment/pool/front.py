@@ -102,8 +102,15 @@ class Fleet:
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
-        """Start every instance; if one fails, stop the others and raise its error."""
-        results = await asyncio.gather(*(i.start() for i in self.instances), return_exceptions=True)
+        """Start every instance; if one fails, stop the others and raise its error.
+
+        The first starts alone, so that whatever its store creates on first open
+        (tables, indexes) exists before the others open it concurrently.
+        """
+        first, rest = self.instances[0], self.instances[1:]
+        results: list[Any] = await asyncio.gather(first.start(), return_exceptions=True)
+        if not isinstance(results[0], BaseException):
+            results += await asyncio.gather(*(i.start() for i in rest), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             await asyncio.gather(*(i.stop() for i in self.instances))
