@@ -130,8 +130,10 @@ class FleetActivities:
     async def wait_instance_healthy(self, params: WaitHealthyInput) -> InstanceStatus:
         """Wait until the fleet reports the instance up on ``config_version`` for ``settle_s`` in a row.
 
-        Raises InstanceUnhealthy (naming the instance and what the fleet last
-        reported) if that does not happen within ``timeout_s``.
+        Raises InstanceUnhealthy (naming the instance and what the fleet
+        reported) if that does not happen within ``timeout_s``, or at once if
+        the instance, once up, drops out within ``settle_s``: a process that
+        dies soon after it started is a failed release, not a slow one.
         """
         deadline = time.monotonic() + params.timeout_s
         healthy_since: float | None = None
@@ -140,9 +142,15 @@ class FleetActivities:
                 while True:
                     now = await _find(fleet, params.instance_id)
                     up = now.state in HEALTHY_STATES and now.config_version == params.config_version
-                    if not up:
-                        healthy_since = None
-                    elif healthy_since is None:
+                    if not up and healthy_since is not None:
+                        raise ApplicationError(
+                            f"instance {params.instance_id}: went {now.state} "
+                            f"{time.monotonic() - healthy_since:.1f}s after it came up on config "
+                            f"{params.config_version}",
+                            type="InstanceUnhealthy",
+                            non_retryable=True,
+                        )
+                    if up and healthy_since is None:
                         healthy_since = time.monotonic()
                     if healthy_since is not None and time.monotonic() - healthy_since >= params.settle_s:
                         return _status(now)

@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         WaitIdleInput,
     )
     from workflows.saga import Saga
-    from workflows.session_migration import failure_text, failure_type
+    from workflows.session_migration import failure_type
 
 _PERMANENT = [
     "InvalidInput", "PoolConfigError", "BadInput", "InstanceError", "InstanceStartFailed", "InstanceUnhealthy",
@@ -65,6 +65,17 @@ def _retry(attempts: int) -> RetryPolicy:
         maximum_attempts=attempts,
         non_retryable_error_types=_PERMANENT,
     )
+
+
+def failure_text(exc: BaseException) -> str:
+    """The innermost failure's own message (without the ``Type: `` prefix ``str()`` adds)."""
+    while isinstance(exc, (ActivityError, ChildWorkflowError)) and exc.cause is not None:
+        exc = exc.cause
+    if isinstance(exc, asyncio.CancelledError):
+        return "the rolling restart was cancelled"
+    if isinstance(exc, FailureError) and exc.message:
+        return exc.message
+    return str(exc) or type(exc).__name__
 
 
 def _waiting(seconds: float) -> dict[str, Any]:

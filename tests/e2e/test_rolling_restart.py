@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,8 @@ async def versions(fleet: LocalFleet) -> dict[str, str | None]:
 
 
 async def restart_watching(
-    client, queue: str, fleet: LocalFleet, **fields: Any
+    client, queue: str, fleet: LocalFleet, on_progress: Callable[[RollingRestartProgress], None] | None = None,
+    **fields: Any,
 ) -> tuple[str, RollingRestartResult, list[tuple[RollingRestartProgress, FleetHealth]]]:
     """Run a rolling restart to its end, sampling its progress and the fleet's health every 0.1 s."""
     inp = RollingRestartInput(fleet=fleet.url, driver="local", **{**FAST, **fields})
@@ -91,6 +92,8 @@ async def restart_watching(
 
     async def sample(progress: RollingRestartProgress) -> None:
         samples.append((progress, await fleet.health()))
+        if on_progress is not None:
+            on_progress(progress)
 
     result = await api.wait_for_rolling_restart(handle, sample, poll_s=0.1)
     return handle.id, result, samples
@@ -157,7 +160,9 @@ async def test_an_instance_unhealthy_after_restart_rolls_the_others_back(tempora
     assert result.status == "rolled_back", result
     assert result.failed_instance == "w2" and result.failed_phase == "restarting"
     assert result.error_type == "InstanceStartFailed"
-    assert result.error.startswith("instance w2: ") and "exited with 3" in result.error, result.error
+    assert result.error.startswith("instance w2: unhealthy within 1s of starting") and "exited with 3" in result.error, \
+        result.error
+    assert result.error.count("instance w2") == 1 and "InstanceStartFailed" not in result.error
     assert result.rolled_back == ["w1"]
     assert [(i.id, i.outcome) for i in result.instances] == [("w1", "rolled_back"), ("w2", "failed"), ("w3", "not_reached")]
     assert report.requests >= 30 and report.errors == 0, report.error_kinds
@@ -169,6 +174,41 @@ async def test_an_instance_unhealthy_after_restart_rolls_the_others_back(tempora
     assert health.status == "ok" and health.migration is None
     assert await versions(fleet) == before
     assert {i.state for i in health.instances} == {"serving"}
+
+
+async def test_an_instance_that_drops_out_after_its_restart_fails_the_health_check(temporal_client, task_queue, fleet,
+                                                                                    fleet_dir, store_url):
+    before = await versions(fleet)
+    flag = fleet_dir / "crash-now"
+    flaky = fleet_config("rolling_adapters.CrashOnSignalAdapter", "v3-flaky", store_url,
+                         ROLLING_FAIL_INSTANCE="w2", ROLLING_CRASH_FILE=str(flag))
+
+    def crash_w2_once_it_is_checked(progress: RollingRestartProgress) -> None:
+        if (progress.phase, progress.instance) == ("checking_health", "w2"):
+            flag.touch()  # w2 came up on the new config and passed the fleet's own settle: now it dies
+
+    done = asyncio.Event()
+    load = asyncio.create_task(run_load(fleet.url, rate=20, duration=120, sessions=4, tool="ping", stop=done))
+    await asyncio.sleep(0.3)
+    try:
+        mid, result, samples = await restart_watching(temporal_client, task_queue, fleet, crash_w2_once_it_is_checked,
+                                                      config=flaky, settle_s=2.0)
+    finally:
+        done.set()
+        report = await load
+    assert flag.exists(), "the health check of w2 was never seen: the test proves nothing"
+    flag.unlink()
+
+    assert result.status == "rolled_back", result
+    assert (result.failed_instance, result.failed_phase, result.error_type) == ("w2", "checking_health", "InstanceUnhealthy")
+    assert result.error.startswith("instance w2: went down") and "v3-flaky" in result.error, result.error
+    assert result.rolled_back == ["w2", "w1"]
+    assert [(i.id, i.outcome) for i in result.instances] == [("w1", "rolled_back"), ("w2", "rolled_back"),
+                                                             ("w3", "not_reached")]
+    assert report.requests >= 30 and report.errors == 0, report.error_kinds
+    assert_one_out_at_most(samples, mid)
+    health = await fleet.health()
+    assert health.status == "ok" and health.migration is None and await versions(fleet) == before
 
 
 async def test_started_from_a_plain_dict_and_bad_dicts_are_refused(temporal_client, task_queue, fleet, store_url):
