@@ -59,6 +59,8 @@ class PlannedFile(BaseModel):
 
 
 class PlanInput(BaseModel):
+    """Which unit to plan, to which version."""
+
     migration_id: str
     path: str
     to_version: str
@@ -80,6 +82,8 @@ class PlanResult(BaseModel):
 
 
 class BackupEntry(BaseModel):
+    """One backed-up file: where it lives, its copy, and its digest before and after."""
+
     path: str
     digest: str
     size: int
@@ -97,29 +101,39 @@ class BackupRecord(BaseModel):
 
 
 class WriteInput(BaseModel):
+    """The planned files of a migration (the backup and the write take the same input)."""
+
     migration_id: str
     files: list[PlannedFile]
     fail_after_files: int | None = None
 
 
 class WriteResult(BaseModel):
+    """Files written by this attempt, and files a previous attempt had already written."""
+
     written: list[str]
     already: list[str]
 
 
 class ValidateInput(BaseModel):
+    """The unit to read back, the version it must validate as, and the digest each file must have."""
+
     path: str
     to_version: str
     expected: dict[str, str]  # path -> digest the file must have now
 
 
 class RestoreInput(BaseModel):
+    """Whose backup to restore; ``compensation`` when a failed run undoes itself."""
+
     migration_id: str
     force: bool = False
     compensation: bool = False
 
 
 class RestoreResult(BaseModel):
+    """Files put back, and files that already held their original bytes."""
+
     restored: list[str]
     unchanged: list[str]
 

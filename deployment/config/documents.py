@@ -289,6 +289,8 @@ def _decode(path: str, source: bytes) -> str:
 
 
 class JsonDocument(DataDocument):
+    """A JSON file; written back with its own indentation."""
+
     format = "json"
 
     def _load(self) -> Any:
@@ -304,6 +306,8 @@ class JsonDocument(DataDocument):
 
 
 class YamlDocument(DataDocument):
+    """A YAML file; written back keeping its header comment."""
+
     format = "yaml"
 
     def _load(self) -> Any:
@@ -319,6 +323,8 @@ class YamlDocument(DataDocument):
 
 
 class TomlDocument(DataDocument):
+    """A TOML file; written back keeping its header comment (``None`` values are left out)."""
+
     format = "toml"
 
     def _load(self) -> Any:

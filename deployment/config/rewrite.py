@@ -55,6 +55,7 @@ class _Planner:
         self._seq = 0
 
     def add(self, start: int, end: int, text: str) -> None:
+        """Plan replacing ``[start, end)`` with ``text`` (in the file's line endings)."""
         self._seq += 1
         if self.newline != "\n":
             text = text.replace("\n", self.newline)
@@ -62,14 +63,17 @@ class _Planner:
 
     # -- geometry -------------------------------------------------------
     def line_start(self, pos: int) -> int:
+        """The byte where the line holding ``pos`` starts."""
         return self.src.rfind(b"\n", 0, pos) + 1
 
     def indent_of(self, pos: int) -> str:
+        """The whitespace that starts the line holding ``pos``."""
         start = self.line_start(pos)
         m = re.match(rb"[ \t]*", self.src[start:pos])
         return m.group(0).decode() if m else ""
 
     def starts_line(self, pos: int) -> bool:
+        """Whether only whitespace comes before ``pos`` on its line."""
         return self.src[self.line_start(pos):pos].strip(b" \t\r") == b""
 
     def rest(self, pos: int) -> re.Match[bytes] | None:
@@ -77,6 +81,7 @@ class _Planner:
         return _LINE_REST.match(self.src, pos)
 
     def comma_after(self, pos: int) -> int | None:
+        """The byte of the comma that follows ``pos`` (across blanks and comments), or None."""
         m = _TO_COMMA.match(self.src, pos)
         return m.end() - 1 if m else None
 
@@ -224,6 +229,7 @@ class _Planner:
 
     # -- statements -----------------------------------------------------
     def delete_statement(self, call: ConfigCall) -> None:
+        """Remove a whole ``config`` statement, with its line when it has one to itself."""
         m = self.rest(call.span.end)
         if self.starts_line(call.span.start) and m is not None:
             self.add(self.line_start(call.span.start), m.end(), "")
@@ -231,6 +237,7 @@ class _Planner:
             self.add(call.span.start, call.span.end, "")
 
     def append_statement(self, call: ConfigCall, new: Config) -> None:
+        """Add ``config :snakepit, key: value`` statements right after ``call``."""
         m = self.rest(call.span.end)
         pos = m.end() if m is not None else call.span.end
         sep = "" if self.src[pos - 1:pos] == b"\n" else "\n"

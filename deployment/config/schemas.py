@@ -97,11 +97,15 @@ def Block(model: type[Section], *, map_only: bool = False) -> Any:  # noqa: N802
 
 
 class PoolConfig03(Section):
+    """The single pool of 0.1–0.3."""
+
     pool_size: PosInt | None = None
     adapter_args: AnyList | None = None
 
 
 class PoolConfig05(PoolConfig03):
+    """The single pool of 0.4–0.5 (startup batching from 0.5.1)."""
+
     startup_batch_size: PosInt | None = None
     startup_batch_delay_ms: NonNegInt | None = None
     max_workers: PosInt | None = None
@@ -109,11 +113,15 @@ class PoolConfig05(PoolConfig03):
 
 
 class GrpcConfig(Section):
+    """Worker port range, up to 0.6.10."""
+
     base_port: Port | None = None
     port_range: PosInt | None = None
 
 
 class Heartbeat(Section):
+    """Worker heartbeats (0.6+); Python receives ``ping_interval_ms`` as ``interval_ms``."""
+
     enabled: Bool | None = None
     ping_interval_ms: PosInt | None = None
     timeout_ms: PosInt | None = None
@@ -123,6 +131,8 @@ class Heartbeat(Section):
 
 
 class PoolSpec(Section):
+    """One entry of ``pools`` (0.6+)."""
+
     name: Annotated[str, AtomV, O]
     worker_profile: Enum("process", "thread") | None = None
     pool_size: PosInt | None = None
@@ -142,11 +152,15 @@ class PoolSpec(Section):
 
 
 class SessionStore(Section):
+    """The session store limits: a map, never a keyword list."""
+
     max_sessions: PosInt | None = None
     strict_mode: Bool | None = None
 
 
 class PythonRuntime(Section):
+    """``config :snakepit, :python, ...`` (0.7+)."""
+
     strategy: Enum("system", "uv") | None = None
     managed: Bool | None = None
     python_version: Str | None = None
@@ -154,17 +168,23 @@ class PythonRuntime(Section):
 
 
 class PythonPackages07(Section):
+    """Packages installed into the worker environment, 0.7 to 0.8.8."""
+
     packages: AnyList | None = None
     installer: Enum("pip", "uv") | None = None
     timeout: Timeout | None = None
 
 
 class PythonPackages08(Section):
+    """Packages installed into the worker environment, from 0.8.9 (no ``installer``)."""
+
     packages: AnyList | None = None
     timeout: Timeout | None = None
 
 
 class GrpcListener(Section):
+    """Where the Elixir side listens for workers (0.10+)."""
+
     mode: Enum("internal", "external", "external_pool")
     host: Str | None = None
     bind_host: Str | None = None
