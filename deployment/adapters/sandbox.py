@@ -7,9 +7,9 @@ Run as ``python sandbox.py`` with one JSON request on stdin::
     {"side": "generic", "root": DIR, "config_path": FILE, "tool": "name", "cases": [...]}
 
 and one JSON object on stdout: ``{"outcomes": [{"ok": true, "value": ...} |
-{"ok": false, "error": {"type": ..., "message": ...}}]}``.  The custom side
-needs only the standard library (and the adapter's own dependencies), so it
-can run under the adapter's interpreter; anything the adapter prints goes to
+{"ok": false, "error": {"type": ..., "message": ...}}]}``.  The parent puts
+the project on ``PYTHONPATH``, so the custom side can run under the adapter's
+own interpreter (with its dependencies); anything the adapter prints goes to
 stderr, never into the answer.  BaseAdapter adapters and the generic adapter
 are served by the reference fleet's ``AdapterHost`` (new instance per call,
 session context, ``initialize``/``cleanup``, the host's result conversion),
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import inspect
 import json
 import os
@@ -33,15 +32,7 @@ _HERE = Path(__file__).resolve().parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
     sys.path.pop(0)  # never let this directory's modules shadow the adapter's imports
 
-
-def _load_jsonify():
-    spec = importlib.util.spec_from_file_location("_snakepit_migrate_jsonify", _HERE / "jsonify.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.to_json
-
-
-to_json = _load_jsonify()
+from deployment.adapters.jsonify import to_json  # noqa: E402  (the project is on PYTHONPATH)
 
 
 def _settle(value: Any) -> Any:
