@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from deployment.errors import MigrateError
+from deployment.errors import BadInput, MigrateError
 from deployment.pool.adapter_host import TOOL_NAME
 from deployment.pool.config import PoolSpec, with_quota
 from deployment.pool.errors import InstanceStartFailed, UnknownInstance, to_payload
@@ -426,7 +426,11 @@ async def serve(spec: PoolSpec, instances: int, *, host: str = "127.0.0.1", port
     try:
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise BadInput(f"the front cannot listen on {host}:{port}: {exc.strerror or exc}",
+                           hint="choose another --port (0 picks a free one)") from None
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -71,3 +71,18 @@ def test_control_verbs_on_a_fleet_that_does_not_answer(cli) -> None:
     assert done.returncode == 2 and "did not answer" in done.stderr and "Traceback" not in done.stderr
     done = cli("pool", "drain", "w1", "--fleet", "ftp://x")
     assert done.returncode == 2 and "unknown fleet" in done.stderr
+
+
+def test_start_on_a_busy_port_says_so_and_leaves_nothing(make_config, cli, tmp_path: Path) -> None:
+    import socket
+
+    config = tmp_path / "ok.json"
+    config.write_text(json.dumps(make_config("fleet_adapters.CounterAdapter", "v1", f"sqlite:///{tmp_path}/s.db")))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = cli("pool", "start", "--config", str(config), "--instances", "1", "--port", str(port),
+                   "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert worker_processes(tmp_path / "run") == set()
