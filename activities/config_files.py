@@ -22,8 +22,8 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import as_application_errors
 from deployment.config.errors import FileChanged, FindingsNotAccepted, InvalidResult, LossyDownConversion, NoConfigFound
 from deployment.config.model import Change, Finding, Issue
-from deployment.config.plan import check_unit, load_unit, plan_unit
-from deployment.config.source import read_unit
+from deployment.config.plan import check_unit, load_base, load_unit, plan_unit
+from deployment.config.source import read_base, read_unit
 from deployment.errors import MigrateError
 
 
@@ -200,7 +200,7 @@ class ConfigFileActivities:
         """Read the unit, convert it, validate the result; nothing is written."""
         with as_application_errors():
             docs = load_unit(read_unit(params.path))
-            plan = plan_unit(docs, params.to_version, params.from_version)
+            plan = plan_unit(docs, params.to_version, params.from_version, load_base(read_base(params.path)))
             return PlanResult(
                 from_version=plan.from_version,
                 to_version=plan.to_version,
@@ -270,7 +270,7 @@ class ConfigFileActivities:
                 want = params.expected.get(path)
                 if want is not None and digest(data) != want:
                     raise InvalidResult(f"{path} does not hold the planned content after the write")
-            report = check_unit(load_unit(files), params.to_version)
+            report = check_unit(load_unit(files), params.to_version, load_base(read_base(params.path)))
             errors = [i for i in report.issues if i.severity == "error"]
             if errors:
                 raise InvalidResult("the written files do not validate as " + params.to_version + ":\n" + "\n".join(i.text() for i in errors))

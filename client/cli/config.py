@@ -15,8 +15,8 @@ from client.cli import app
 from client.cli.common import emit_json, err, out, run
 from client.connect import TASK_QUEUE
 from deployment.config.model import Change, Finding, Issue
-from deployment.config.plan import CheckReport, MigrationPlan, check_unit, load_unit, plan_unit
-from deployment.config.source import read_unit
+from deployment.config.plan import CheckReport, MigrationPlan, check_unit, load_base, load_unit, plan_unit
+from deployment.config.source import read_base, read_unit
 from deployment.errors import MigrateError
 
 config_app = typer.Typer(help="Check Snakepit config files and migrate them between versions.", no_args_is_help=True)
@@ -48,7 +48,7 @@ def check(
 ) -> int:
     """Detect the version, validate every file: exit 0 valid, 1 invalid, 2 unreadable."""
     try:
-        report = check_unit(load_unit(read_unit(path)), version)
+        report = check_unit(load_unit(read_unit(path)), version, load_base(read_base(path)))
     except MigrateError as exc:
         return _bad_input(exc, json_out)
     if json_out:
@@ -95,7 +95,7 @@ def migrate(
 ) -> int:
     """Convert a config file or directory to another version (all files or none, backed up, validated)."""
     try:
-        plan = plan_unit(load_unit(read_unit(path)), to, from_)
+        plan = plan_unit(load_unit(read_unit(path)), to, from_, load_base(read_base(path)))
     except MigrateError as exc:
         return _bad_input(exc, json_out)
     if dry_run:

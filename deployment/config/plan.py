@@ -42,6 +42,11 @@ def load_unit(files: list[tuple[str, bytes]]) -> list[Document]:
     return [load_document(path, data) for path, data in files]
 
 
+def load_base(found: tuple[str, bytes] | None) -> Document | None:
+    """The parsed base file of an environment file given alone (see ``source.read_base``)."""
+    return load_document(*found) if found is not None else None
+
+
 @dataclass
 class CheckReport:
     """What ``config check`` reports for a unit."""
@@ -67,9 +72,13 @@ class CheckReport:
         }
 
 
-def check_unit(docs: list[Document], version: str | None = None) -> CheckReport:
-    """Detect the version of a unit (``version`` overrides) and validate every file as that version."""
-    detection = detect(keys_of([d.config() for d in docs]))
+def check_unit(docs: list[Document], version: str | None = None, base: Document | None = None) -> CheckReport:
+    """Detect the version of a unit (``version`` overrides) and validate every file as that version.
+
+    ``base`` is the ``config.exs`` beside an environment file checked on its own: its keys count
+    for detection; it is not validated.
+    """
+    detection = detect(keys_of(([base.config()] if base is not None else []) + [d.config() for d in docs]))
     target = canonical(version) if version else detection.version
     issues: list[Issue] = []
     for doc in docs:
@@ -154,18 +163,24 @@ class MigrationPlan:
         }
 
 
-def plan_unit(docs: list[Document], to: str, from_: str | None = None) -> MigrationPlan:
-    """Convert every file of a unit to ``to``; each result is parsed again and validated as ``to``."""
-    detection = detect(keys_of([d.config() for d in docs]))
+def plan_unit(docs: list[Document], to: str, from_: str | None = None, base: Document | None = None) -> MigrationPlan:
+    """Convert every file of a unit to ``to``; each result is parsed again and validated as ``to``.
+
+    ``base`` is the ``config.exs`` beside an environment file migrated on its own: it is read (for
+    detection and for what the environment file inherits) but not part of the plan.
+    """
+    known = ([base.config()] if base is not None else []) + [d.config() for d in docs]
+    detection = detect(keys_of(known))
     source = canonical(from_) if from_ else detection.version
     target = canonical(to)
     primary = primary_name([d.path for d in docs])
+    own_base = next((d for d in docs if d.path == primary), None)
+    base = own_base or base
     plans: list[FilePlan] = []
     issues: list[Issue] = []
-    base = next((d for d in docs if d.path == primary), None)
     for doc in docs:
         inherited = base.config() if base is not None and doc is not base else {}
-        result = doc.convert(source, target, Context(primary=doc is base, inherited=inherited))
+        result = doc.convert(source, target, Context(primary=doc is own_base, inherited=inherited))
         plans.append(FilePlan(doc.path, doc.format, doc.source, result.after, result.changes, result.findings))
         try:
             again = load_document(doc.path, result.after)
@@ -173,7 +188,8 @@ def plan_unit(docs: list[Document], to: str, from_: str | None = None) -> Migrat
             issues.append(Issue(severity="error", key="(file)", message=f"the converted file does not parse: {exc.problem}", file=doc.path, line=exc.line, column=exc.column))
             continue
         issues += validate(again.config(), target, elixir=again.elixir, file=doc.path, locations=again.locations())
-    _check_layers(docs, plans, primary, source, target)
+    if base is not None:
+        _check_layers(docs, plans, base, source, target)
     return MigrationPlan(source, target, detection, plans, _sorted(issues))
 
 
@@ -185,30 +201,31 @@ def _merged(*configs: Config) -> Config:
     return out
 
 
-def _check_layers(docs: list[Document], plans: list[FilePlan], primary: str | None, source: str, target: str) -> None:
+def _check_layers(docs: list[Document], plans: list[FilePlan], base: Document, source: str, target: str) -> None:
     """An environment file converted on its own must give what converting base + environment together gives."""
-    if primary is None:
-        return
-    base = next(i for i, d in enumerate(docs) if d.path == primary)
+    mine = next((i for i, d in enumerate(docs) if d is base), None)
     try:
-        base_new = load_document(docs[base].path, plans[base].after).config()
+        if mine is not None:
+            base_new = load_document(base.path, plans[mine].after).config()
+        else:  # a base outside the plan: compare with what it becomes once migrated too
+            base_new = convert(base.config(), source, target, Context(primary=True)).config
     except ConfigParseError:
         return
     for i, doc in enumerate(docs):
-        if i == base or not plans[i].changed:
+        if doc is base or not plans[i].changed:
             continue
         try:
             env_new = load_document(doc.path, plans[i].after).config()
         except ConfigParseError:
             continue
-        expected = convert(_merged(docs[base].config(), doc.config()), source, target, Context(primary=True)).config
+        expected = convert(_merged(base.config(), doc.config()), source, target, Context(primary=True)).config
         actual = _merged(base_new, env_new)
         differ = sorted(k for k in set(expected) | set(actual) if not (k in expected and k in actual and same(expected[k], actual[k])))
         if differ:
             plans[i].findings.append(Finding(
                 key=", ".join(differ),
                 message=(
-                    f"with {PurePath(primary).name} and {PurePath(doc.path).name} together, {', '.join(differ)} would differ from "
+                    f"with {PurePath(base.path).name} and {PurePath(doc.path).name} together, {', '.join(differ)} would differ from "
                     f"converting their merged settings: a value this file sets replaces the whole value of the base file"
                 ),
                 guidance="repeat in this file the settings of the base file that must survive (for pools: adapter_module, adapter_args), or check the diff by hand",

@@ -40,3 +40,20 @@ def read_unit(path: str | Path) -> list[tuple[str, bytes]]:
         except OSError as exc:
             raise ConfigParseError(str(p), 1, 1, f"cannot read the file: {exc.strerror or exc}") from None
     return out
+
+
+def read_base(path: str | Path) -> tuple[str, bytes] | None:
+    """The ``config.exs`` beside an environment file (``config/prod.exs``) given on its own, else None.
+
+    It is read so that the environment file is understood as Elixir layers it: on top of the base.
+    """
+    from deployment.config.plan import ENV_FILES
+
+    p = Path(path)
+    sibling = p.parent / "config.exs"
+    if not p.is_file() or p.suffix != ".exs" or p.stem not in ENV_FILES or not sibling.is_file():
+        return None
+    try:
+        return str(sibling), sibling.read_bytes()
+    except OSError:
+        return None

@@ -122,3 +122,12 @@ def test_refusal_json_carries_the_findings_to_review(capsys, corpus) -> None:
     assert code == 2 and data["status"] == "refused" and data["migration_id"] is None
     assert [f["key"] for f in data["findings"]] == ["python_runtime.strategy"]
     assert data["findings"][0]["line"] == 33
+
+
+def test_an_environment_file_alone_is_read_on_top_of_its_config_exs(capsys, corpus) -> None:
+    folder = corpus("v0_3")
+    code, out, _ = cli(capsys, "config", "migrate", str(folder / "dev.exs"), "--to", "0.6", "--dry-run", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["from_version"] == "0.3" and data["files"] == [str(folder / "dev.exs")]
+    assert "adapter_module: Snakepit.Adapters.GRPCPython" in data["diff"] and "log_level" not in data["diff"]
+    assert not data["findings"]
