@@ -19,7 +19,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.fleet import FleetActivities
     from activities.session_routing import SessionRoutingActivities
+    from workflows.fleet_models import MarkInput
     from activities.sessions import SessionActivities
     from deployment.sessions.stores.base import redact_url
     from workflows.saga import Saga
@@ -125,7 +127,10 @@ class SessionMigrationWorkflow:
             result.error_type = failure_type(exc)
             result.failed_phase = self._progress.phase
             workflow.logger.warning("Session migration %s failed: %s", mid, result.error)
+            if inp.fleet and saga.pending:
+                await self._mark_fleet(inp, "rolling_back")
             await self._unwind(saga, result)
+            await self._mark_fleet(inp, None)
             self._finish(result)
             raise ApplicationError(
                 f"session migration {result.status}: {result.error}",
@@ -134,6 +139,7 @@ class SessionMigrationWorkflow:
                 non_retryable=True,
             )
         result.status = "dry_run" if inp.dry_run else "completed"
+        await self._mark_fleet(inp, None)
         self._finish(result)
         return result
 
@@ -177,18 +183,18 @@ class SessionMigrationWorkflow:
         # Registered before dual writes start: back to source, then the target as it was found.
         saga.add("route_to_source", lambda: self._route(inp, mid, "source"))
 
-        self._set_phase("dual_write")
+        await self._phase(inp, "dual_write")
         await self._route(inp, mid, "dual_write")
-        self._set_phase("copying")
+        await self._phase(inp, "copying")
         await self._copy_into(inp, mid, result, only_newer=True)
         self._check_rollback_request()
         await self._verify(inp, result, settle_s=0.5)
-        self._set_phase("switching_reads")
+        await self._phase(inp, "switching_reads")
         await self._route(inp, mid, "dual_write_read_target")
-        self._set_phase("soaking")
+        await self._phase(inp, "soaking")
         await workflow.sleep(timedelta(seconds=inp.soak_seconds))
         self._check_rollback_request()
-        self._set_phase("finalizing")
+        await self._phase(inp, "finalizing")
         await self._route(inp, mid, "target")
         saga.clear()  # every instance now writes only the target: undoing the copy would lose those writes
         await workflow.execute_activity_method(
@@ -197,6 +203,20 @@ class SessionMigrationWorkflow:
             retry_policy=_retry(10),
             **_SHORT,
         )
+
+    async def _phase(self, inp: SessionMigrationInput, phase: Any) -> None:
+        """Enter a phase and, when a fleet is named, show it in the fleet's health."""
+        self._set_phase(phase)
+        await self._mark_fleet(inp, phase)
+
+    async def _mark_fleet(self, inp: SessionMigrationInput, phase: str | None) -> None:
+        if inp.fleet:
+            await workflow.execute_activity_method(
+                FleetActivities.set_fleet_migration,
+                MarkInput(fleet=inp.fleet, migration_id=workflow.info().workflow_id, phase=phase),
+                retry_policy=_retry(5),
+                start_to_close_timeout=timedelta(seconds=30),
+            )
 
     async def _route(self, inp: SessionMigrationInput, mid: str, mode: str) -> None:
         """Publish a routing mode at the next epoch and wait until every live instance follows it."""

@@ -40,6 +40,7 @@ class SessionMigrationInput(BaseModel):
     )
     soak_seconds: float = Field(60.0, ge=0, description="zero downtime: how long reads come from the target before finalizing")
     ack_timeout_seconds: float = Field(60.0, gt=0, description="zero downtime: how long to wait for every instance to follow a mode")
+    fleet: str | None = Field(None, description="a fleet (front URL or spec) whose health reports this migration and its phase")
 
 
 class StoresInput(BaseModel):
