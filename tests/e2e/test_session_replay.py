@@ -1,0 +1,25 @@
+"""Saved SessionMigration histories still replay: a change that would break runs in flight fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from client.connect import client_options
+from workflows import all_workflows
+
+HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("session_*.json"))
+
+
+def test_every_outcome_has_a_saved_history():
+    assert {p.stem for p in HISTORIES} == {"session_completed", "session_rolled_back", "session_zero_downtime"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_saved_history_replays(path: Path):
+    replayer = Replayer(workflows=all_workflows(), **client_options())
+    result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()), raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure

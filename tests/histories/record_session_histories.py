@@ -1,0 +1,59 @@
+"""Record SessionMigration histories for the replay test (run by hand after a deliberate workflow change).
+
+    .venv/bin/python tests/histories/record_session_histories.py
+
+Writes session_completed.json, session_rolled_back.json, session_zero_downtime.json
+beside this file, from real runs on a throwaway dev server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from client import api
+from client.connect import client_options
+from client.paths import temporal_cli
+from deployment.sessions.snapshot import generate_sessions, write_snapshot
+from worker import build_worker
+from workflows.session_models import SessionMigrationInput
+
+HERE = Path(__file__).resolve().parent
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(), **client_options())
+    queue = f"record-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        snap = Path(tmp) / "in.jsonl"
+        write_snapshot(snap, generate_sessions(300, now=time.time()))
+        runs = {
+            "session_completed": SessionMigrationInput(source=f"jsonl://{snap}", target=f"sqlite://{tmp}/a.db", batch_size=50),
+            "session_rolled_back": SessionMigrationInput(
+                source=f"jsonl://{snap}", target=f"sqlite://{tmp}/b.db", batch_size=50, fail_after_batches=3
+            ),
+            "session_zero_downtime": SessionMigrationInput(
+                source=f"sqlite://{tmp}/a.db", target=f"sqlite://{tmp}/c.db", zero_downtime=True, soak_seconds=0
+            ),
+        }
+        async with build_worker(env.client, queue):
+            for name, inp in runs.items():
+                handle = await api.start_session_migration(env.client, inp, f"{name}-{uuid.uuid4().hex[:6]}", queue)
+                try:
+                    await handle.result()
+                except WorkflowFailureError:
+                    pass
+                history = await handle.fetch_history()
+                (HERE / f"{name}.json").write_text(history.to_json())
+                print("recorded", name, len(history.events), "events")
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
