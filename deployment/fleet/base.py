@@ -50,7 +50,7 @@ class FleetDriver(ABC):
 
     kind: str = ""
 
-    async def __aenter__(self) -> "FleetDriver":
+    async def __aenter__(self) -> FleetDriver:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -55,7 +55,7 @@ class CommandFleet(FleetDriver):
         self.cwd = cwd
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "CommandFleet":
+    def from_file(cls, path: str | Path) -> CommandFleet:
         """Read a hooks file; hooks run in the file's folder."""
         raw = read_config_file(path)
         timeout = raw.pop("timeout", 300.0)

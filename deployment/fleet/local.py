@@ -42,7 +42,7 @@ class LocalFleet(HttpFleet):
     @classmethod
     async def start(cls, config_path: str | Path, *, instances: int | None = None, port: int = 0,
                     extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                    ready_timeout: float = 90.0, log_path: str | Path | None = None) -> "LocalFleet":
+                    ready_timeout: float = 90.0, log_path: str | Path | None = None) -> LocalFleet:
         """Start a reference fleet on ``config_path`` and return a driver for it once it serves."""
         args = [sys.executable, "-c", _CLI, "pool", "start", "--config", str(config_path),
                 "--port", str(port), "--json", *(extra_args or [])]
@@ -67,7 +67,7 @@ class LocalFleet(HttpFleet):
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, config_path: str | Path, **start: Any) -> AsyncIterator["LocalFleet"]:
+    async def running(cls, config_path: str | Path, **start: Any) -> AsyncIterator[LocalFleet]:
         """Start a fleet for the ``async with`` block; on the way out stop it and check that
         the front and every worker are gone (else :class:`FleetLeftRunning`)."""
         fleet = await cls.start(config_path, **start)

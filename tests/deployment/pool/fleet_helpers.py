@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 
+
 async def call_tool(url: str, name: str, session_id: str, arguments: dict[str, Any] | None = None
                     ) -> tuple[int, dict[str, Any]]:
     """One ``POST /tools/{name}``: the status and the JSON body."""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deployment.pool.config import default_instances, parse_pool_config, read_config_file
 from deployment.errors import BadInput
+from deployment.pool.config import default_instances, parse_pool_config, read_config_file
 from deployment.pool.errors import PoolConfigError
 
 POOLS = {

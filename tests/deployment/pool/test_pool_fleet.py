@@ -13,11 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.deployment.pool.fleet_helpers import call_tool
 from deployment.fleet.local import LocalFleet
 from deployment.pool.errors import DrainTimeout, InstanceStartFailed, UnknownInstance
 from deployment.pool.load import run_load
 from deployment.sessions.stores import open_store
+from tests.deployment.pool.fleet_helpers import call_tool
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
