@@ -86,7 +86,7 @@ class _Planner:
         return m.end() - 1 if m else None
 
     # -- values ---------------------------------------------------------
-    def value(self, node: Value, new: Any, path: tuple = ()) -> None:
+    def value(self, node: Value, new: Any, path: tuple = (), inline: bool = False) -> None:
         """Make ``node`` hold ``new``, descending into containers to keep what did not change."""
         if same(node.data, new):
             return
@@ -103,14 +103,18 @@ class _Planner:
             return
         indent = self.indent_of(node.span.start)
         column = node.span.start - self.line_start(node.span.start)
-        self.add(node.span.start, node.span.end, render(new, len(indent), column=column))
+        width = 1 << 30 if inline else 88  # a value among pairs written on one line stays on one line
+        self.add(node.span.start, node.span.end, render(new, len(indent), width, column))
 
-    def _pair_text(self, key: str, value: Any, indent: str) -> str:
-        return f"{_key_text(key)} {render(value, len(indent), column=len(indent) + len(key) + 2)}"
+    def _pair_text(self, key: str, value: Any, indent: str, inline: bool = False) -> str:
+        width = 1 << 30 if inline else 88
+        return f"{_key_text(key)} {render(value, len(indent), width, len(indent) + len(key) + 2)}"
 
     def container(self, node: Value, old: dict, new: dict, path: tuple = (), call_level: bool = False) -> bool:
         """Edit the entries of a map or keyword list; False when every entry goes and nothing comes."""
         entries = node.entries
+        multiline = bool(entries) and self._multiline(node)
+        inline = bool(entries) and not multiline
         old_keys = [e.key for e in entries]
         by_key = {e.key: e for e in entries}
         removed = [k for k in old_keys if k not in new]
@@ -137,21 +141,20 @@ class _Planner:
         for key, old_key in paired.items():
             e = by_key[old_key]
             self.add(e.key_span.start, e.key_span.end, _key_text(key)[:-1])
-            self.value(e.value, new[key], path + (key,))
+            self.value(e.value, new[key], path + (key,), inline)
         for key in old_keys:
             if key in new:
-                self.value(by_key[key].value, new[key], path + (key,))
+                self.value(by_key[key].value, new[key], path + (key,), inline)
         if not entries:
             if new_keys:
-                text = ", ".join(self._pair_text(k, new[k], "") for k in new_keys)
+                text = ", ".join(self._pair_text(k, new[k], "", inline=True) for k in new_keys)
                 self.add(node.open_end, node.open_end, text)
             return True
-        multiline = self._multiline(node)
         indent = self.indent_of(entries[0].pair_span.start) if multiline else ""
         last_survivor = survivors[-1] if survivors else None
         runs = _runs(deleted)
         for after, keys in inserts.items():
-            texts = [self._pair_text(k, new[k], indent) for k in keys]
+            texts = [self._pair_text(k, new[k], indent, inline) for k in keys]
             run = next((r for r in runs if r[0] == after + 1 and not self._own_lines(entries, r)), None)
             if run is not None:
                 # pairs written inline that are going: the new ones take their place
