@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,17 @@ import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
+from activities import all_activities
 from client import api
 from client.connect import client_options
 from deployment.fleet.base import FleetHealth
 from deployment.fleet.local import LocalFleet
 from deployment.pool.load import run_load
 from deployment.sessions.stores import open_store
+from tests.e2e.rolling_parent import ParentMigrationWorkflow
+from workflows import all_workflows
 from workflows.fleet_models import RollingRestartInput, RollingRestartProgress, RollingRestartResult
 from workflows.rolling_restart import RollingRestartWorkflow
 
@@ -237,6 +241,61 @@ async def test_started_from_a_plain_dict_and_bad_dicts_are_refused(temporal_clie
         cause = caught.value.cause
         assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and expected in cause.message
     assert set((await versions(fleet)).values()) == {"v4"}
+
+
+async def test_runs_as_the_child_of_another_migration_under_its_id(temporal_client, fleet, store_url):
+    before = await versions(fleet)
+    v7 = fleet_config("fleet_adapters.CounterAdapter", "v7", store_url)
+    bad = fleet_config("rolling_adapters.FailOnInstanceAdapter", "v8-bad", store_url, ROLLING_FAIL_INSTANCE="w2")
+    queue = f"test-parent-{uuid.uuid4().hex[:6]}"
+    marks: set[tuple[str, str]] = set()
+
+    async def parent(config: dict[str, Any]) -> RollingRestartResult:
+        pid = f"parent-{uuid.uuid4().hex[:6]}"
+        handle = await temporal_client.start_workflow(
+            "TestParentMigration", {"fleet": fleet.url, "driver": "local", "config": config, **FAST, "settle_s": 1.0},
+            id=pid, task_queue=queue, result_type=RollingRestartResult,
+        )  # fmt: skip
+        waiting = asyncio.ensure_future(handle.result())
+        while not waiting.done():
+            mark = (await fleet.health()).migration
+            if mark is not None:
+                marks.add((mark.id, mark.phase))
+            await asyncio.wait({waiting}, timeout=0.1)
+        assert {m for m, _ in marks} == {pid}, marks  # the child reported its steps under the parent's id
+        assert ("parent: rolling" in {p for _, p in marks}) and any(p.startswith("rolling_restart: ") for _, p in marks)
+        marks.clear()
+        return waiting.result()
+
+    with ThreadPoolExecutor(2) as executor:
+        async with Worker(temporal_client, task_queue=queue, workflows=[*all_workflows(), ParentMigrationWorkflow],
+                          activities=all_activities(), activity_executor=executor):
+            result = await parent(v7)
+            assert result.status == "completed" and result.restarted == 3 and result.config_version == "v7"
+            assert set((await versions(fleet)).values()) == {"v7"} and (await fleet.health()).migration is None
+
+            failed = await parent(bad)
+    assert failed.status == "rolled_back" and failed.failed_instance == "w2" and failed.rolled_back == ["w1"]
+    assert "instance w2" in failed.error
+    health = await fleet.health()
+    assert health.status == "ok" and health.migration is None and set((await versions(fleet)).values()) == {"v7"}
+    assert before != await versions(fleet)
+
+
+async def test_a_fleet_busy_with_another_migration_is_refused_and_its_mark_kept(temporal_client, task_queue, fleet,
+                                                                                 store_url):
+    before = await versions(fleet)
+    await fleet.set_migration("someone-else", "copying")
+    try:
+        _, result, _ = await restart_watching(temporal_client, task_queue, fleet,
+                                              config=fleet_config("fleet_adapters.CounterAdapter", "v9", store_url))
+        health = await fleet.health()
+    finally:
+        await fleet.clear_migration()
+    assert (result.status, result.error_type, result.failed_phase) == ("failed", "FleetBusy", "validating")
+    assert "someone-else" in result.error and result.restarted == 0
+    assert health.migration is not None and (health.migration.id, health.migration.phase) == ("someone-else", "copying")
+    assert await versions(fleet) == before
 
 
 async def test_a_saved_completed_history_replays() -> None:
