@@ -90,6 +90,7 @@ def migrate(
     from_: Annotated[Optional[str], typer.Option("--from", help="source version (default: detected from the keys)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the diff and the changes; write nothing")] = False,
     accept_findings: Annotated[bool, typer.Option("--accept-findings", help="proceed although some settings need review")] = False,
+    migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: config-<random>)")] = None,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
@@ -124,7 +125,7 @@ def migrate(
     params = {"path": str(Path(path).resolve()), "to_version": to, "accept_findings": accept_findings}
     if from_:
         params["from_version"] = from_
-    return run(_run_workflow(params, address, json_out))
+    return run(_run_workflow(params, address, json_out, migration_id))
 
 
 @config_app.command("rollback")

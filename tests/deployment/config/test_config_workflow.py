@@ -128,9 +128,11 @@ def test_cli_migrate_and_rollback_end_to_end(env, corpus, tmp_path, monkeypatch,
     address = env.client.service_client.config.target_host
     folder = corpus("v0_8")
     before = snapshot(folder)
-    assert main(["config", "migrate", str(folder), "--to", "0.10", "--address", address, "--json"]) == 0
+    mid = f"cfg-{uuid.uuid4().hex[:6]}"
+    assert main(["config", "migrate", str(folder), "--to", "0.10", "--address", address, "--json", "--id", mid]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["status"] == "completed" and data["to_version"] == "0.10" and data["backup"]["files"]
+    assert data["migration_id"] == mid
     assert {"migration_id", "from_version", "to_version", "changes", "findings", "backup", "status"} <= data.keys()
     assert snapshot(folder) != before
     assert main(["config", "rollback", data["migration_id"], "--address", address, "--json"]) == 0
