@@ -144,6 +144,8 @@ def read_records(path: str | os.PathLike[str]) -> list[Recorded]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise SamplesParseError(shown, n, f"not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise SamplesParseError(shown, n, "JSON nested too deeply to read") from None
         if not isinstance(obj, dict):
             raise SamplesParseError(shown, n, "not a JSON object")
         tool = obj.get("tool", obj.get("tool_name"))

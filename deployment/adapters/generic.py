@@ -216,6 +216,8 @@ def _load_cached(path: str, _mtime: int, _size: int) -> GenericConfig:
         raise GenericConfigError(f"{path}: cannot read generic config ({exc})") from None
     except json.JSONDecodeError as exc:
         raise GenericConfigError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise GenericConfigError(f"{path}: JSON nested too deeply to read") from None
     return GenericConfig.parse(raw, path)
 
 

@@ -143,6 +143,7 @@ def test_comparison_rules():
         ('{"tool": "x"}\n[1]\n', "line 2: not a JSON object"),
         ('{"arguments": {}}\n', "missing 'tool'"),
         ('{"tool": "x", "arguments": [1]}\n', "'arguments' must be a JSON object"),
+        ('{"tool": "x", "arguments": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}\n", "line 1: JSON nested too deeply"),
     ],
 )
 def test_bad_samples_files(tmp_path, text, problem):

@@ -180,6 +180,10 @@ def test_config_from_file_and_environment(tmp_path, monkeypatch, proposed):
     path.write_text(json.dumps(proposed))
     monkeypatch.setenv(CONFIG_ENV, str(path))
     assert GenericAdapter().execute_tool("gcd", {"a": 4, "b": 6}, None) == 2
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GenericConfigError, match="nested too deeply"):
+        GenericAdapter(deep)
     broken = tmp_path / "broken.json"
     broken.write_text('{\n  "libraries": [,]\n}')
     with pytest.raises(GenericConfigError, match=r"broken.json, line 2: not valid JSON"):
