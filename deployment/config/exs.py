@@ -102,6 +102,24 @@ class ExsFile:
                 _index(call.args, (), found)
         return found
 
+    def duplicates(self) -> list[tuple[tuple, Span]]:
+        """Keys written twice in one keyword list or map (only the last counts), where they repeat."""
+        found: list[tuple[tuple, Span]] = []
+        for call in self.calls:
+            _duplicates(call.args, (call.subkey,) if call.subkey else (), found)
+        return found
+
+
+def _duplicates(value: "Value", path: tuple, found: list[tuple[tuple, Span]]) -> None:
+    seen: set[str] = set()
+    for entry in value.entries:
+        if entry.key in seen:
+            found.append((path + (entry.key,), entry.key_span))
+        seen.add(entry.key)
+        _duplicates(entry.value, path + (entry.key,), found)
+    for i, item in enumerate(value.items):
+        _duplicates(item, path + (i,), found)
+
 
 def deep_merge(old: Any, new: Any) -> Any:
     """Elixir's config merge: keyword lists merge key by key, anything else is replaced."""

@@ -14,12 +14,12 @@ from pathlib import PurePath
 
 from deployment.config.converters import Context
 from deployment.config.detect import Detection, canonical, detect, keys_of
-from deployment.config.documents import Document, load_document
+from deployment.config.documents import Document, ExsDocument, load_document
 from deployment.config.errors import ConfigParseError
 from deployment.config.exs import deep_merge
 from deployment.config.model import Change, Finding, Issue
 from deployment.config.steps import convert
-from deployment.config.validate import is_valid, validate
+from deployment.config.validate import dotted, is_valid, validate
 from deployment.config.values import Config, same
 
 ENV_FILES = {"dev", "test", "prod", "staging", "runtime"}
@@ -83,6 +83,12 @@ def check_unit(docs: list[Document], version: str | None = None, base: Document 
     issues: list[Issue] = []
     for doc in docs:
         issues += validate(doc.config(), target, elixir=doc.elixir, file=doc.path, locations=doc.locations())
+        if isinstance(doc, ExsDocument):
+            issues += [
+                Issue(severity="warning", key=dotted(path), message="set twice in the same list; only the last one counts",
+                      suggestion="remove one of them", file=doc.path, line=span.line, column=span.column)
+                for path, span in doc.parsed.duplicates()
+            ]  # fmt: skip
     return CheckReport(detection, target, _sorted(issues), [d.path for d in docs])
 
 

@@ -105,3 +105,10 @@ def test_0_13_warns_when_the_two_pool_sizes_differ() -> None:
     (issue,) = _issues(b"import Config\nconfig :snakepit, pool_size: 4, pool_config: %{pool_size: 8}\n", "0.13")
     assert issue.severity == "warning" and "top-level pool_size wins" in issue.suggestion
     assert _issues(b"import Config\nconfig :snakepit, pool_size: 4, pool_config: %{pool_size: 8}\n", "0.10") == []
+
+
+def test_a_key_written_twice_is_a_located_warning() -> None:
+    source = b"import Config\nconfig :snakepit,\n  pool_size: 4,\n  pool_config: %{pool_size: 2, pool_size: 3},\n  pool_size: 8\n"
+    report = check_unit(load_unit([("config/config.exs", source)]), "0.13")
+    twice = [(i.key, i.line, i.column) for i in report.issues if "set twice" in i.message]
+    assert twice == [("pool_config.pool_size", 4, 32), ("pool_size", 5, 3)]
