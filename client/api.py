@@ -188,6 +188,12 @@ async def request_rollback(client: Client, migration_id: str) -> WorkflowHandle[
     Returns the handle whose result tells the outcome.
     """
     info = await describe(client, migration_id)
+    if info["type"] == "RollingRestart":
+        raise BadInput(
+            f"{migration_id} is a rolling restart: a failed one rolled itself back, and a completed one is "
+            "undone by restarting onto the previous config",
+            hint="snakepit-migrate fleet restart --fleet URL --config PREVIOUS_CONFIG",
+        )
     handle = client.get_workflow_handle(migration_id, result_type=SessionMigrationResult)
     if info["status"] == "running":
         await handle.signal("rollback")

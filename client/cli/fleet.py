@@ -67,6 +67,11 @@ async def _restart(inp: RollingRestartInput, migration_id: str | None, address: 
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal, unit="instances") as view:
             result = await api.wait_for_rolling_restart(handle, view)
+    return report_result(result, json_out)
+
+
+def report_result(result: RollingRestartResult, json_out: bool) -> int:
+    """Print a rolling restart's result (one JSON object with ``json_out``) and return its exit code."""
     if json_out:
         emit_json(result.model_dump())
     else:

@@ -18,6 +18,7 @@ from client.cli.progress import ProgressView
 from client.cli.sessions import render, report_result
 from client.connect import TASK_QUEUE
 from client.embedded import ensure_client, server_command, worker_while_waiting
+from workflows.fleet_models import RollingRestartResult
 from workflows.session_models import MigrationProgress, SessionMigrationResult
 
 Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
@@ -67,6 +68,8 @@ def status(
 async def _status(migration_id: str, watch: bool, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
     info = await api.describe(client, migration_id)
+    if info["type"] == "RollingRestart":
+        return await _restart_status(client, info, watch, json_out)
     if watch and info["status"] == "running":
         handle = client.get_workflow_handle(migration_id)
         async with worker_while_waiting(client, handle):
@@ -83,6 +86,28 @@ async def _status(migration_id: str, watch: bool, address: str | None, json_out:
         out.print(render(SessionMigrationResult.model_validate(info["result"])))
     else:
         out.print(f"{migration_id}: {info['status']}")
+    return 0
+
+
+async def _restart_status(client: Any, info: dict[str, Any], watch: bool, json_out: bool) -> int:
+    """``status`` of a rolling restart: its progress, or its result as ``fleet restart`` prints it."""
+    from client.cli import fleet
+
+    if watch and info["status"] == "running":
+        handle = client.get_workflow_handle(info["migration_id"])
+        async with worker_while_waiting(client, handle):
+            with ProgressView(quiet=json_out and not err.is_terminal, unit="instances") as view:
+                return fleet.report_result(await api.wait_for_rolling_restart(handle, view), json_out)
+    if json_out:
+        emit_json(info)
+    elif info["status"] == "running":
+        p = info["progress"]
+        out.print(f"{info['migration_id']}: running, phase {p['phase']} {p['instance'] or ''}, "
+                  f"{p['done']}/{p['total']} instances")
+    elif info.get("result"):
+        out.print(fleet.render(RollingRestartResult.model_validate(info["result"])))
+    else:
+        out.print(f"{info['migration_id']}: {info['status']}")
     return 0
 
 
