@@ -116,35 +116,36 @@ class _Planner:
         multiline = bool(entries) and self._multiline(node)
         inline = bool(entries) and not multiline
         old_keys = [e.key for e in entries]
-        by_key = {e.key: e for e in entries}
-        removed = [k for k in old_keys if k not in new]
+        last = {k: i for i, k in enumerate(old_keys)}  # a key written twice: the last one counts
+        removed = {k for k in old_keys if k not in new}
         new_keys = list(new.keys())
         if not new_keys and call_level:
             return False
-        paired: dict[str, str] = {}  # added key -> removed key it takes the place of
+        paired: dict[str, int] = {}  # added key -> index of the removed pair it takes the place of
         inserts: dict[int, list[str]] = {}  # old index after which to insert (-1: before the first)
-        used: set[str] = set()
         anchor = -1
         for key in new_keys:
-            if key in by_key:
-                anchor = old_keys.index(key)
+            if key in last:
+                anchor = last[key]
                 continue
-            candidate = next((k for k in old_keys if k in removed and k not in used and (path, k, key) in self.hints), None)
+            candidate = next(
+                (i for i, k in enumerate(old_keys) if k in removed and i == last[k] and i not in paired.values() and (path, k, key) in self.hints),
+                None,
+            )
             if candidate is not None:
-                used.add(candidate)
                 paired[key] = candidate
-                anchor = old_keys.index(candidate)
+                anchor = candidate
             else:
                 inserts.setdefault(anchor, []).append(key)
-        deleted = [i for i, k in enumerate(old_keys) if k in removed and k not in used]
+        deleted = [i for i, k in enumerate(old_keys) if k in removed and i not in paired.values()]
         survivors = [i for i in range(len(old_keys)) if i not in deleted]
-        for key, old_key in paired.items():
-            e = by_key[old_key]
+        for key, i in paired.items():
+            e = entries[i]
             self.add(e.key_span.start, e.key_span.end, _key_text(key)[:-1])
             self.value(e.value, new[key], path + (key,), inline)
-        for key in old_keys:
+        for key, i in last.items():
             if key in new:
-                self.value(by_key[key].value, new[key], path + (key,), inline)
+                self.value(entries[i].value, new[key], path + (key,), inline)
         if not entries:
             if new_keys:
                 text = ", ".join(self._pair_text(k, new[k], "", inline=True) for k in new_keys)

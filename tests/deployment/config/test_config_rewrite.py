@@ -155,3 +155,9 @@ def test_a_simple_0_10_deployment_goes_back_to_0_5_and_up_again_to_the_same_sett
     (original,) = load_unit(read_unit(CORPUS / "v0_10_simple"))
     (again,) = load_unit([(f.path, f.after) for f in up.files])
     assert again.config() == original.config()
+
+
+def test_a_key_written_twice_converts_the_one_that_counts_and_drops_the_other() -> None:
+    src = b"import Config\nconfig :snakepit,\n  cleanup_retry_interval: 1,\n  log_level: :debug,\n  cleanup_retry_interval: 2\n"
+    plan = plan_unit(load_unit([("config.exs", src)]), "0.8", "0.6")
+    assert plan.files[0].after == b"import Config\nconfig :snakepit,\n  log_level: :debug,\n  cleanup_retry_interval_ms: 2\n"
