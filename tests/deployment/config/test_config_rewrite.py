@@ -161,3 +161,13 @@ def test_a_key_written_twice_converts_the_one_that_counts_and_drops_the_other() 
     src = b"import Config\nconfig :snakepit,\n  cleanup_retry_interval: 1,\n  log_level: :debug,\n  cleanup_retry_interval: 2\n"
     plan = plan_unit(load_unit([("config.exs", src)]), "0.8", "0.6")
     assert plan.files[0].after == b"import Config\nconfig :snakepit,\n  log_level: :debug,\n  cleanup_retry_interval_ms: 2\n"
+
+
+def test_sub_key_calls_that_change_shape() -> None:
+    src = b'import Config\nconfig :snakepit, :session_store, max_sessions: 1, default_ttl: 5\nconfig :snakepit, :python_runtime, python_version: "3.11"\n'
+    plan = plan_unit(load_unit([("config.exs", src)]), "0.7", "0.6")
+    assert plan.valid
+    assert plan.files[0].after == (
+        b"import Config\nconfig :snakepit, :session_store, %{max_sessions: 1}\nconfig :snakepit, session_default_ttl: 5\n"
+        b'config :snakepit, :python, python_version: "3.11"\n'
+    )
