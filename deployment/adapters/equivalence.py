@@ -13,6 +13,7 @@ adapter unless the user accepts it; the result is a mixed configuration.
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import json
 import math
@@ -310,14 +311,25 @@ def verify(
         for tool in adapter.tools:
             found.setdefault(tool.name, (adapter, tool))
     verdicts: list[ToolVerdict] = []
-    for name, alias in parsed.aliases.items():
+    jobs: list[tuple[ToolVerdict, Any, Tool, list[dict[str, Any]], dict[str, Any]]] = []
+    for name in parsed.aliases:
         wanted = config["tool_aliases"][name].get("adapter")
         hit = next(((a, t) for a in report.adapters if a.name == wanted for t in a.tools if t.name == name), None) or found.get(name)
         if hit is None:
             verdicts.append(ToolVerdict(name, str(wanted or ""), "unknown_tool", "custom",
                                         detail="no custom tool of this name was found to compare with"))
             continue
-        verdicts.append(_verify_tool(report, config, hit[0], hit[1], samples, traffic, examples, accept, tolerance, limits))
+        adapter, tool = hit
+        verdict = ToolVerdict(tool.name, adapter.name, "equivalent", "generic")
+        verdicts.append(verdict)
+        cases, results = _cases(verdict, tool, samples, traffic, examples)  # hypothesis runs here, in one thread
+        if cases:
+            jobs.append((verdict, adapter, tool, cases, results))
+    # Each tool's two sides run in their own processes; two tools at a time.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda job: _run_sides(report, config, job[1], job[2], job[3], limits), jobs))
+    for (verdict, _, tool, cases, results), (custom, generic) in zip(jobs, answers):
+        _judge(verdict, tool, cases, results, custom, generic, accept, tolerance)
     for name, (adapter, tool) in found.items():
         if tool.migratable and name not in parsed.aliases:
             verdicts.append(ToolVerdict(name, adapter.name, "not_in_config", "custom",
@@ -325,8 +337,9 @@ def verify(
     return EquivalenceReport(verdicts, tolerance, _mixed(config, verdicts))
 
 
-def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples, accept, tol, limits) -> ToolVerdict:
-    verdict = ToolVerdict(tool.name, adapter.name, "equivalent", "generic")
+def _cases(verdict: ToolVerdict, tool: Tool, samples, traffic: list[Recorded], examples: int
+           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A tool's distinct inputs (samples, traffic, generated) and the recorded results by input."""
     cases: list[dict[str, Any]] = []
     seen: set[str] = set()
     recorded = [r for r in traffic if r.tool == tool.name]
@@ -351,7 +364,12 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
         verdict.status, verdict.decision = "no_cases", "custom"
         verdict.detail = "no samples, no recorded traffic, and " + (
             "no annotations to generate inputs from" if casegen.available() else "hypothesis is not installed to generate inputs")
-        return verdict
+    return cases, results
+
+
+def _run_sides(report: AnalysisReport, config: dict[str, Any], adapter: Any, tool: Tool,
+               cases: list[dict[str, Any]], limits: Limits) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both sides' answers for the cases, each from its own sandboxed process, run at the same time."""
     root = import_root(report)
     custom_req = {"side": "custom", "root": root, "module": adapter.module, "adapter": adapter.name,
                   "generation": "base_adapter" if adapter.generation == "base_adapter" else "command_handler",
@@ -362,11 +380,16 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
         generic_req = {"side": "generic", "root": root, "config_path": fh.name, "tool": tool.name, "cases": cases}
         custom_side = _Side(limits.python, custom_req, limits)
         generic_side = _Side(sys.executable, generic_req, limits)
-        custom, generic = custom_side.result(), generic_side.result()
+        return custom_side.result(), generic_side.result()
+
+
+def _judge(verdict: ToolVerdict, tool: Tool, cases: list[dict[str, Any]], results: dict[str, Any],
+           custom: dict[str, Any], generic: dict[str, Any], accept, tol: Tolerance) -> None:
+    """Compare the answers and decide where the tool goes."""
     failure = custom.get("failure") and f"custom adapter: {custom['failure']}" or generic.get("failure") and f"generic adapter: {generic['failure']}"
     if failure:
         verdict.status, verdict.decision, verdict.detail = "error", "custom", failure
-        return verdict
+        return
     for arguments, c, g in zip(cases, custom["outcomes"], generic["outcomes"]):
         if same_outcome(c, g, tol):
             verdict.matches += 1
@@ -397,7 +420,6 @@ def _verify_tool(report, config, adapter, tool: Tool, samples, traffic, examples
         verdict.status, verdict.decision = "not_migratable", "custom"
         verdict.detail = "results matched, but the analyzer found " + ", ".join(
             f"{r.category} (line {r.line})" for r in tool.reasons) + "; equal outputs do not prove equal effects"
-    return verdict
 
 
 def _key(arguments: dict[str, Any]) -> str:
