@@ -192,7 +192,13 @@ class SessionMigrationWorkflow:
         await self._phase(inp, "switching_reads")
         await self._route(inp, mid, "dual_write_read_target")
         await self._phase(inp, "soaking")
-        await workflow.sleep(timedelta(seconds=inp.soak_seconds))
+        if workflow.patched("interruptible-soak"):
+            try:  # a durable timer an operator's rollback cuts short
+                await workflow.wait_condition(lambda: self._rollback_requested, timeout=timedelta(seconds=inp.soak_seconds))
+            except asyncio.TimeoutError:
+                pass
+        else:  # runs started before the patch keep their plain timer
+            await workflow.sleep(timedelta(seconds=inp.soak_seconds))
         self._check_rollback_request()
         await self._phase(inp, "finalizing")
         await self._route(inp, mid, "target")
@@ -322,7 +328,7 @@ class SessionMigrationWorkflow:
         try:
             undone = await saga.compensate()
             result.rolled_back = True
-            result.restored = sum(undone)
+            result.restored = sum(n for n in undone if isinstance(n, int))
             result.status = "rolled_back"
         except (Exception, asyncio.CancelledError) as exc:
             result.status = "rollback_failed"

@@ -53,8 +53,8 @@ async def watch(fleet: LocalFleet, handle, seen: dict, done: asyncio.Event) -> N
 async def run_move(temporal_client, queue: str, fleet: LocalFleet, source: str, target: str, **extra):
     handle = await api.start_session_migration(
         temporal_client,
-        SessionMigrationInput(source=source, target=target, zero_downtime=True, soak_seconds=1.0, batch_size=50,
-                              fleet=fleet.url, **extra),
+        SessionMigrationInput(**{"source": source, "target": target, "zero_downtime": True, "soak_seconds": 1.0,
+                                 "batch_size": 50, "fleet": fleet.url, **extra}),
         task_queue=queue,
     )  # fmt: skip
     return handle
@@ -135,3 +135,62 @@ async def test_worker_killed_mid_backfill_still_loses_no_write(temporal_env, tmp
     assert result.copy_resumes >= 1
     assert report.errors == 0, report.error_kinds
     await assert_every_write_kept(report, pg_url)
+
+
+async def assert_source_holds_every_write(report, source: str) -> None:
+    """After a rollback the source serves again: it must hold each client's last write."""
+    async with open_store(source) as store:
+        held = await store.read_many(list(report.last_results))
+    for sid, last in report.last_results.items():
+        assert held[sid]["metadata"]["counter"] == last, sid
+
+
+async def test_rollback_during_soak_returns_to_source_and_leaves_the_target_as_found(
+    temporal_client, task_queue, tmp_path, pg_url
+):
+    source = f"sqlite://{tmp_path}/sessions.db"
+    await seed(source, 300)
+    (tmp_path / "v1.json").write_text(json.dumps(fleet_config(source)))
+    async with LocalFleet.running(tmp_path / "v1.json", instances=3, port=0, ready_timeout=60) as fleet:
+        stop = asyncio.Event()
+        load = asyncio.create_task(run_load(fleet.url, rate=30, duration=120, sessions=20, tool="incr",
+                                            keep_results=True, stop=stop))  # fmt: skip
+        handle = await run_move(temporal_client, task_queue, fleet, source, pg_url, soak_seconds=120)
+        while (await handle.query("progress", result_type=MigrationProgress)).phase != "soaking":
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # reads come from the target for a while
+        await handle.signal("rollback")
+        result = await api.wait_for_result(handle)
+        await asyncio.sleep(1.0)
+        stop.set()
+        report = await load
+        modes = {i.sessions["mode"] for i in await fleet.list_instances()}
+    assert result.status == "rolled_back" and result.error_type == "RollbackRequested", result.error
+    assert report.errors == 0, report.error_kinds
+    assert modes == {"source"}
+    await assert_source_holds_every_write(report, source)
+    async with open_store(pg_url) as target:
+        assert await target.count() == 0 and await target.journal_ids() == []
+
+
+async def test_rollback_after_finalize_copies_back_what_the_target_took(temporal_client, task_queue, tmp_path, pg_url):
+    source = f"sqlite://{tmp_path}/sessions.db"
+    await seed(source, 300)
+    (tmp_path / "v1.json").write_text(json.dumps(fleet_config(source)))
+    async with LocalFleet.running(tmp_path / "v1.json", instances=3, port=0, ready_timeout=60) as fleet:
+        stop = asyncio.Event()
+        load = asyncio.create_task(run_load(fleet.url, rate=30, duration=120, sessions=20, tool="incr",
+                                            keep_results=True, stop=stop))  # fmt: skip
+        handle = await run_move(temporal_client, task_queue, fleet, source, pg_url)
+        done = await api.wait_for_result(handle)
+        await asyncio.sleep(1.5)  # writes that only the target holds
+        undo = await api.request_rollback(temporal_client, handle.id)
+        undone = await api.wait_for_result(undo)
+        await asyncio.sleep(1.0)
+        stop.set()
+        report = await load
+        modes = {i.sessions["mode"] for i in await fleet.list_instances()}
+    assert done.status == "completed" and undone.status == "rolled_back", undone.error
+    assert report.errors == 0, report.error_kinds
+    assert modes == {"source"}
+    await assert_source_holds_every_write(report, source)
