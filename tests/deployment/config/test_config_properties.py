@@ -196,3 +196,27 @@ def test_any_shape_of_settings_gives_a_result_or_a_clear_error(settings_: dict, 
         return
     for f in plan.files:
         json.loads(f.after)
+
+
+@FAST
+@given(st.sampled_from(sorted(ERAS)).flatmap(lambda era: st.tuples(st.just(era), ERAS[era])), st.sampled_from(["json", "yaml", "toml"]))
+def test_random_valid_old_configs_convert_to_valid_new_ones_in_data_formats(case: tuple[str, dict], fmt: str) -> None:
+    import json
+
+    import tomli_w
+    import yaml
+
+    from deployment.config.values import contains_opaque, to_plain
+
+    era, cfg = case
+    if contains_opaque(cfg):
+        return
+    plain = {"snakepit": to_plain(cfg)}
+    data = {"json": lambda: json.dumps(plain).encode(), "yaml": lambda: yaml.safe_dump(plain).encode(), "toml": lambda: tomli_w.dumps(plain).encode()}[fmt]()
+    name = f"snakepit.{fmt}"
+    assert check_unit(load_unit([(name, data)]), era).valid
+    for target in VERSIONS[VERSIONS.index(era) + 1:]:
+        plan = plan_unit(load_unit([(name, data)]), target, era)
+        assert plan.valid, (target, [i.text() for i in plan.issues if i.severity == "error"])
+        again = plan_unit(load_unit([(name, plan.files[0].after)]), target, target)
+        assert not again.changed, again.diff()
