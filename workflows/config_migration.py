@@ -43,6 +43,9 @@ _PERMANENT = [
     "InvalidInput", "InjectedFailure", "FileChanged", "InvalidResult", "ConfigParseError", "NoConfigFound",
     "UnknownVersion", "FindingsNotAccepted", "LossyDownConversion",
 ]  # fmt: skip
+# the common phase names of the ``progress`` query
+_PROGRESS_PHASE = {"pending": "pending", "planning": "validating", "backup": "backup", "writing": "copying",
+                   "validating": "verifying", "rolling_back": "rolling_back", "done": "done"}
 _TIMEOUTS = {"start_to_close_timeout": timedelta(minutes=2), "heartbeat_timeout": timedelta(seconds=30)}
 
 
@@ -88,11 +91,24 @@ class ConfigMigrationWorkflow:
 
     def __init__(self) -> None:
         self._phase = "pending"
+        self._files = (0, 0)  # written, to write
 
     @workflow.query(name="phase")
     def phase(self) -> str:
         """Where the run is: planning, backup, writing, validating, rolling_back, done."""
         return self._phase
+
+    @workflow.query(name="progress")
+    def progress(self) -> dict[str, Any]:
+        """The shape every migration's ``progress`` query answers (``snakepit-migrate status``): files done of total."""
+        done, total = self._files
+        return {
+            "migration_id": workflow.info().workflow_id,
+            "phase": _PROGRESS_PHASE.get(self._phase, "pending"),
+            "done": done,
+            "total": total,
+            "message": f"config files: {self._phase}",
+        }
 
     @workflow.run
     async def run(self, params: dict[str, Any]) -> ConfigMigrationResult:
@@ -142,6 +158,7 @@ class ConfigMigrationWorkflow:
             result.status = "dry_run"
             return
         writes = WriteInput(migration_id=mid, files=plan.files, fail_after_files=inp.fail_after_files)
+        self._files = (0, sum(1 for f in plan.files if f.changed))
         saga.add("restore_config_backup", lambda: self._restore(RestoreInput(migration_id=mid, compensation=True)))
         self._phase = "backup"
         result.backup = await workflow.execute_activity_method(
@@ -152,6 +169,7 @@ class ConfigMigrationWorkflow:
             ConfigFileActivities.write_config_files, writes, retry_policy=_retry(5), **_TIMEOUTS
         )
         result.files_written = written.written + written.already
+        self._files = (len(result.files_written), self._files[1])
         self._phase = "validating"
         expected = {f.path: f.after_digest for f in plan.files}
         await workflow.execute_activity_method(

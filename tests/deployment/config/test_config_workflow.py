@@ -163,3 +163,18 @@ async def test_a_symlinked_config_file_is_written_through_the_link(env, corpus, 
     undone = await run(env, tmp_path, {}, rollback_of=result.migration_id)
     assert undone.status == "rolled_back" and (real / "config.exs").read_bytes() == before
     assert (linked / "config.exs").is_symlink()
+
+
+async def test_progress_query_answers_in_the_common_shape(env, corpus, tmp_path) -> None:
+    from workflows.session_models import MigrationProgress
+
+    folder = corpus("v0_5")
+    acts = ConfigFileActivities(tmp_path / "backups")
+    queue = f"config-{uuid.uuid4().hex}"
+    activities_ = [acts.plan_config_migration, acts.backup_config_files, acts.write_config_files, acts.validate_config_files, acts.restore_config_backup]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        async with Worker(env.client, task_queue=queue, workflows=[ConfigMigrationWorkflow], activities=activities_, activity_executor=pool):
+            result = await start_config_workflow(env.client, {"path": str(folder), "to_version": "0.10"}, task_queue=queue)
+            answer = await env.client.get_workflow_handle(result.migration_id).query("progress")
+    progress = MigrationProgress.model_validate(answer)
+    assert (progress.phase, progress.done, progress.total) == ("done", 2, 2)
