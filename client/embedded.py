@@ -174,8 +174,14 @@ async def worker_while_waiting(
                 await task  # type: ignore[misc]
 
 
-def spawn_background_worker(address: str | None) -> None:
-    """Start ``snakepit-migrate worker`` detached, for runs started with --no-wait."""
+def spawn_background_worker(address: str | None) -> int:
+    """Start ``snakepit-migrate worker`` detached, for runs started with --no-wait.
+
+    Its pid is written to ``$SNAKEPIT_MIGRATE_HOME/worker.pid`` and returned; its log goes to worker.log.
+    """
     log = (home() / "worker.log").open("ab")
     cmd = [sys.executable, "-m", "client.cli", "worker"] + (["--address", address] if address else [])
-    subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    env = {**os.environ, **({"TEMPORAL_ADDRESS": os.environ["TEMPORAL_ADDRESS"]} if "TEMPORAL_ADDRESS" in os.environ else {})}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    (home() / "worker.pid").write_text(str(proc.pid))
+    return proc.pid

@@ -76,6 +76,8 @@ async def _status(migration_id: str, watch: bool, address: str | None, json_out:
             with ProgressView(quiet=json_out and not err.is_terminal) as view:
                 result = await api.wait_for_result(handle, view)
         return report_result(result, json_out)
+    if watch and info["type"] == "SessionMigration" and info.get("result"):  # ended before the watch began
+        return report_result(SessionMigrationResult.model_validate(info["result"]), json_out)
     if json_out:
         emit_json(info)
     elif info["status"] == "running":

@@ -10,6 +10,7 @@ from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
 from client.cli.progress import ProgressView
+from client.paths import home
 from client.embedded import ensure_client, spawn_background_worker, worker_is_polling, worker_while_waiting
 from deployment.sessions.stores import open_store
 from deployment.sessions.verify import VerifyReport, compare_stores
@@ -55,8 +56,8 @@ async def _migrate(inp: SessionMigrationInput, migration_id: str | None, no_wait
     handle = await api.start_session_migration(client, inp, migration_id)
     if no_wait:
         if not await worker_is_polling(client):
-            spawn_background_worker(address)
-            err.print("No worker was polling; started one in the background.")
+            pid = spawn_background_worker(address)
+            err.print(f"No worker was polling; started one in the background (pid {pid}, log {home() / 'worker.log'}).")
         if json_out:
             emit_json({"migration_id": handle.id, "status": "running"})
         else:

@@ -106,3 +106,20 @@ def test_help_explains_every_verb(cli):
     assert code == 0 and all(verb in out for verb in ("sessions", "status", "rollback", "list", "server", "worker"))
     code, out, _ = cli("sessions", "migrate", "--help")
     assert code == 0 and "--dry-run" in out and "Exit 0 on success" in out
+
+
+def test_no_wait_starts_a_background_worker_and_status_watch_follows_to_the_end(cli, tmp_path, sqlite_url):
+    make_snapshot(tmp_path / "in.jsonl", 3000)
+    pid_file = tmp_path / "home" / "worker.pid"
+    try:
+        code, out, err = cli("sessions", "migrate", "--from", f"jsonl://{tmp_path}/in.jsonl", "--to", sqlite_url,
+                             "--no-wait", "--json", "--batch-size", "50")  # fmt: skip
+        started = json.loads(out)
+        assert code == 0 and started["status"] == "running" and "started one in the background" in err
+        code, out, _ = cli("status", started["migration_id"], "--watch", "--json")
+        final = json.loads(out)
+        assert code == 0 and final["migration_id"] == started["migration_id"] and final["status"] == "completed"
+        assert final["source_digest"] == final["target_digest"]
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), 9)
