@@ -17,7 +17,7 @@ from deployment.adapters.discovery import ToolFinder
 from deployment.adapters.errors import AdapterSourceError, NoAdapterFound
 from deployment.adapters.hierarchy import ClassTable, Method, decorator_name
 from deployment.adapters.model import BASE_ADAPTER, COMMAND_HANDLER, Adapter, AnalysisReport
-from deployment.adapters.source import ModuleIndex, discover, literal, parse_file
+from deployment.adapters.source import ModuleIndex, discover, import_root, literal, parse_file
 
 BASE_ADAPTER_NAMES = frozenset({"BaseAdapter", "ThreadSafeAdapter", "BaseAdapterThreaded", "ThreadedBaseAdapter"})
 COMMAND_HANDLER_NAMES = frozenset({"BaseCommandHandler"})
@@ -28,7 +28,7 @@ def analyze_path(path: str | os.PathLike[str]) -> AnalysisReport:
     root, files = discover(path)
     indexes = [parse_file(root, f) for f in files]
     classes = ClassTable(indexes)
-    report = AnalysisReport(root=str(path), files=[ix.rel for ix in indexes])
+    report = AnalysisReport(root=str(path), files=[ix.rel for ix in indexes], import_root=str(import_root(root)))
     for ix in indexes:
         for cls in ix.classes.values():
             try:

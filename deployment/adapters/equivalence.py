@@ -279,11 +279,6 @@ class _Side:
         return answer
 
 
-def import_root(report: AnalysisReport) -> str:
-    """The directory to put on ``sys.path`` so the analyzed adapters import by their module names."""
-    return str(Path(report.root).resolve().parent)
-
-
 # -- the check ------------------------------------------------------------------------------
 
 
@@ -370,7 +365,7 @@ def _cases(verdict: ToolVerdict, tool: Tool, samples, traffic: list[Recorded], e
 def _run_sides(report: AnalysisReport, config: dict[str, Any], adapter: Any, tool: Tool,
                cases: list[dict[str, Any]], limits: Limits) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both sides' answers for the cases, each from its own sandboxed process, run at the same time."""
-    root = import_root(report)
+    root = report.import_root
     custom_req = {"side": "custom", "root": root, "module": adapter.module, "adapter": adapter.name,
                   "generation": "base_adapter" if adapter.generation == "base_adapter" else "command_handler",
                   "function": tool.function, "tool": tool.name, "cases": cases}

@@ -161,7 +161,7 @@ class Adapter:
     name: str
     generation: str
     path: str  # file, relative to the analyzed root
-    module: str  # dotted module name relative to the analyzed root's parent
+    module: str  # dotted module name, importable from the report's import_root
     line: int
     tools: list[Tool] = field(default_factory=list)
     thread_safe: bool = False
@@ -193,6 +193,7 @@ class AnalysisReport:
     root: str
     adapters: list[Adapter] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    import_root: str = ""  # the directory the adapters' modules import from
 
     def adapter(self, name: str) -> Adapter:
         for a in self.adapters:
@@ -212,6 +213,7 @@ class AnalysisReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": self.root,
+            "import_root": self.import_root,
             "files": self.files,
             "summary": self.summary(),
             "adapters": [a.to_dict() for a in self.adapters],

@@ -72,12 +72,23 @@ def discover(path: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
     return root, files
 
 
+def import_root(root: Path) -> Path:
+    """The directory a worker has on ``sys.path`` to import what is under ``root``.
+
+    Above a file or a package, up through every directory that is itself a
+    package (has ``__init__.py``); a plain directory of modules is its own root.
+    """
+    root = Path(os.path.abspath(root))  # not resolve(): a symlinked file stays where it was found
+    d = root.parent if root.is_file() or (root / "__init__.py").exists() else root
+    while (d / "__init__.py").exists() and d.parent != d:
+        d = d.parent
+    return d
+
+
 def module_name(root: Path, file: Path) -> str:
-    """The dotted name ``file`` is imported as when ``root``'s parent is on ``sys.path``."""
-    if root.is_file():
-        return root.stem
-    parts = [root.name, *file.relative_to(root).with_suffix("").parts]
-    if parts[-1] == "__init__":
+    """The dotted name ``file`` is imported as, with :func:`import_root` of ``root`` on ``sys.path``."""
+    parts = list(Path(os.path.abspath(file)).relative_to(import_root(root)).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
         parts.pop()
     return ".".join(parts)
 

@@ -11,6 +11,7 @@ import pytest
 
 from deployment.adapters.analyzer import analyze_path
 from deployment.adapters.errors import AdapterSourceError, NoAdapterFound
+from deployment.adapters.proposal import propose_config
 from deployment.errors import BadInput
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "adapters"
@@ -313,3 +314,20 @@ def test_command_handler_dispatching_in_process_command():
     assert (factorial.exposure, factorial.function) == ("process_command", "SelfDispatching.handle_factorial")
     assert [(p.name, p.required, p.default) for p in factorial.params] == [("n", False, 5)]
     assert adapter.tool("sqrt").mapping.wrap == {"result_key": "result", "constants": {"status": "ok"}}
+
+
+def test_module_names_are_the_ones_a_worker_imports(tmp_path):
+    # A file inside a package is named with its package, and imports from above the topmost package.
+    report = analyze_path(FIXTURES / "handlers_pkg" / "adapter.py")
+    assert report.adapters[0].module == "handlers_pkg.adapter"
+    assert report.import_root == str(FIXTURES)
+    # A plain directory of modules is itself what a worker puts on its path.
+    plain = tmp_path / "adapters"
+    plain.mkdir()
+    (plain / "m.py").write_text("import math\nfrom snakepit_bridge.base_adapter import BaseAdapter, tool\n"
+                                "class M(BaseAdapter):\n    @tool()\n    def f(self, x: float):\n        return math.floor(x)\n")
+    (tmp_path / "elsewhere.py").write_text("x = 1\n")
+    (plain / "linked.py").symlink_to(tmp_path / "elsewhere.py")  # a symlinked module keeps its place
+    report = analyze_path(plain)
+    assert (report.import_root, report.adapters[0].module) == (str(plain), "m")
+    assert propose_config(report)["custom_adapter"] is None
