@@ -140,7 +140,8 @@ def rollback(
 
 
 def _rollback_id(migration_id: str) -> str:
-    return f"{migration_id}-rollback-{uuid.uuid4().hex[:6]}"
+    """The id of the run that restores ``migration_id``, as for every migration type: ``<id>-rollback``."""
+    return f"{migration_id}-rollback"
 
 
 async def start_config_workflow(
