@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -296,6 +297,59 @@ async def test_a_fleet_busy_with_another_migration_is_refused_and_its_mark_kept(
     assert "someone-else" in result.error and result.restarted == 0
     assert health.migration is not None and (health.migration.id, health.migration.phase) == ("someone-else", "copying")
     assert await versions(fleet) == before
+
+
+async def test_a_worker_killed_mid_restart_is_replaced_and_the_restart_completes(temporal_env, fleet, fleet_dir,
+                                                                                  store_url):
+    address = temporal_env.client.service_client.config.target_host
+    queue = f"kill-{uuid.uuid4().hex[:6]}"
+    v10 = fleet_config("fleet_adapters.CounterAdapterV2", "v10", store_url)
+
+    def start_worker(log: Any) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "client.cli", "worker", "--address", address, "--task-queue", queue],
+                                stdout=log, stderr=log, start_new_session=True)
+
+    async def restarts() -> dict[str, int]:
+        return {i["id"]: i["restarts"] for i in (await fleet._request("GET", f"{fleet.admin}/instances"))["instances"]}
+
+    restarts_before = await restarts()
+    done = asyncio.Event()
+    load = asyncio.create_task(run_load(fleet.url, rate=20, duration=180, sessions=4, tool="ping", stop=done))
+    workers: list[subprocess.Popen] = []
+    with (fleet_dir / "workers.log").open("ab") as log:
+        workers.append(start_worker(log))
+        try:
+            inp = RollingRestartInput(fleet=fleet.url, driver="local", config=v10, **{**FAST, "settle_s": 1.5})
+            handle = await api.start_rolling_restart(temporal_env.client, inp, task_queue=queue)
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:  # kill it while its restart_instance activity waits for w2's new process
+                if {i.id: i.state for i in await fleet.list_instances()}["w2"] == "restarting":
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "w2 was never seen restarting"
+                await asyncio.sleep(0.05)
+            os.killpg(workers[0].pid, signal.SIGKILL)
+            workers[0].wait()
+            workers.append(start_worker(log))
+            result = await asyncio.wait_for(api.wait_for_rolling_restart(handle), 120)
+        finally:
+            done.set()
+            report = await load
+            for proc in workers:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+    assert result.status == "completed", result.error
+    assert result.restarted == 3 and {i.outcome for i in result.instances} == {"restarted"}
+    assert report.requests >= 60 and report.errors == 0, report.error_kinds
+    health = await fleet.health()
+    assert health.status == "ok" and health.migration is None
+    assert {(i.state, i.config_version) for i in health.instances} == {("serving", "v10")}
+    history = await handle.fetch_history()
+    attempts = [e.activity_task_started_event_attributes.attempt for e in history.events
+                if e.HasField("activity_task_started_event_attributes")]
+    assert max(attempts) >= 2, "no activity was retried: the kill came too late to prove anything"
+    # the retried restart found w2 on the new config already and did not restart it a second time
+    assert {k: v - restarts_before[k] for k, v in (await restarts()).items()} == {"w1": 1, "w2": 1, "w3": 1}
 
 
 async def test_a_saved_completed_history_replays() -> None:
