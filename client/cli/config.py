@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
@@ -17,7 +17,7 @@ from client.connect import TASK_QUEUE
 from deployment.config.model import Change, Finding, Issue
 from deployment.config.plan import CheckReport, MigrationPlan, check_unit, load_base, load_unit, plan_unit
 from deployment.config.source import read_base, read_unit
-from deployment.errors import MigrateError
+from deployment.errors import BadInput, MigrateError
 
 config_app = typer.Typer(help="Check Snakepit config files and migrate them between versions.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -150,10 +150,13 @@ async def start_config_workflow(
     """Start ``ConfigMigration`` and return its result, also when it failed and was rolled back."""
     from workflows.config_migration import ConfigMigrationResult
 
-    handle = await client.start_workflow(
-        "ConfigMigration", params, id=migration_id or f"config-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
-        result_type=ConfigMigrationResult,
-    )  # fmt: skip
+    workflow_id = migration_id or f"config-{uuid.uuid4().hex[:8]}"
+    try:
+        handle = await client.start_workflow(
+            "ConfigMigration", params, id=workflow_id, task_queue=task_queue, result_type=ConfigMigrationResult
+        )
+    except WorkflowAlreadyStartedError:
+        raise BadInput(f"{workflow_id} is already running", hint=f"follow it with: snakepit-migrate status {workflow_id}") from None
     try:
         return await handle.result()
     except WorkflowFailureError as exc:

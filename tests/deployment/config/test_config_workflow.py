@@ -178,3 +178,16 @@ async def test_progress_query_answers_in_the_common_shape(env, corpus, tmp_path)
             answer = await env.client.get_workflow_handle(result.migration_id).query("progress")
     progress = MigrationProgress.model_validate(answer)
     assert (progress.phase, progress.done, progress.total) == ("done", 2, 2)
+
+
+async def test_an_id_already_running_is_bad_input(env, tmp_path) -> None:
+    from deployment.errors import BadInput
+
+    queue = f"nobody-polls-{uuid.uuid4().hex}"
+    mid = f"cfg-{uuid.uuid4().hex[:6]}"
+    handle = await env.client.start_workflow("ConfigMigration", {"path": str(tmp_path), "to_version": "0.10"}, id=mid, task_queue=queue)
+    try:
+        with pytest.raises(BadInput, match="already running"):
+            await start_config_workflow(env.client, {"path": str(tmp_path), "to_version": "0.10"}, mid, task_queue=queue)
+    finally:
+        await handle.terminate("test over")
