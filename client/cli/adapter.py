@@ -98,6 +98,13 @@ def verify_cmd(
 
 
 def _read_config(path: str) -> dict[str, Any]:
+    """The generic config in ``path``: a config file, or the whole ``adapter analyze --json`` output."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return GenericConfig.load(path).raw  # raises the clear error for whatever is wrong
+    if isinstance(raw, dict) and "libraries" not in raw and isinstance(raw.get("proposed_config"), dict):
+        return GenericConfig.parse(raw["proposed_config"], f"{path}: proposed_config").raw
     return GenericConfig.load(path).raw
 
 

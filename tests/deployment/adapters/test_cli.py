@@ -136,3 +136,12 @@ def test_verify_runs_the_custom_side_under_the_given_interpreter(tmp_path, capsy
     assert "distance: EQUIVALENT -> generic  5/5 matched" in capsys.readouterr().out
     assert main([*args, "--python", str(tmp_path / "no-python")]) == 2
     assert "no such interpreter" in flat(capsys.readouterr().err)
+
+
+def test_verify_takes_the_analyze_json_output_as_it_is(tmp_path, capsys):
+    assert main(["adapter", "analyze", str(FIXTURES / "threadsafe_adapter.py"), "--json"]) == 0
+    whole = tmp_path / "analysis.json"
+    whole.write_text(capsys.readouterr().out)
+    assert main(["adapter", "verify", str(FIXTURES / "threadsafe_adapter.py"), "--generic", str(whole),
+                 "--examples", "3"]) == 0
+    assert "distance: EQUIVALENT -> generic  3/3 matched" in capsys.readouterr().out
