@@ -215,6 +215,8 @@ def c07_log_level_info(cfg: Config, ctx: Context) -> Converted:
 def c08_log_categories_list(cfg: Config, ctx: Context) -> Converted:
     """``log_categories`` given as a map is ignored; the read form is a list of categories."""
     cats = cfg.get("log_categories")
+    if isinstance(cats, Opaque):
+        return Converted(dict(cfg), [], [_opaque_finding("log_categories", cats, "a map (%{pool: :debug}) is ignored; it must give a list ([:pool])")])
     if not isinstance(cats, dict):
         return Converted(dict(cfg), [])
     new = [Atom(k) for k in cats]

@@ -168,3 +168,10 @@ def test_down_conversion_reports_what_it_would_lose() -> None:
 def test_repairs_apply_to_a_config_that_claims_a_later_version() -> None:
     r = convert({"timeout_profile": Atom("batch"), "cleanup_retry_interval": 500}, "0.8", "0.8")
     assert r.config == {"timeout_profile": "batch", "cleanup_retry_interval_ms": 500}
+
+
+def test_c08_an_expression_for_log_categories_is_a_finding() -> None:
+    r = cv.c08_log_categories_list({"log_categories": Opaque("MyApp.log_categories()")}, CTX)
+    assert r.config == {"log_categories": Opaque("MyApp.log_categories()")}
+    (finding,) = r.findings
+    assert "must give a list" in finding.message and "by hand" in finding.guidance
