@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.connect import TASK_QUEUE
 from deployment.errors import BadInput, NotFound
+from workflows.extension_models import CustomMigrationInput, CustomMigrationResult, ExtensionProgress
 from workflows.fleet_models import RollingRestartInput, RollingRestartProgress, RollingRestartResult
 from workflows.session_models import MigrationProgress, SessionMigrationInput, SessionMigrationResult
 
@@ -125,6 +126,35 @@ async def wait_for_rolling_restart(
     )
 
 
+async def start_custom_migration(
+    client: Client, inp: CustomMigrationInput, migration_id: str | None = None, task_queue: str = TASK_QUEUE
+) -> WorkflowHandle[Any, Any]:
+    """Start the ``CustomMigration`` workflow (one extension as a saga); the migration id is its workflow id."""
+    return await client.start_workflow(
+        "CustomMigration",
+        inp.model_dump(exclude_defaults=True),
+        id=migration_id or new_migration_id("custom"),
+        task_queue=task_queue,
+        result_type=CustomMigrationResult,
+    )
+
+
+async def wait_for_custom_migration(
+    handle: WorkflowHandle[Any, Any], on_progress: ProgressCallback | None = None, poll_s: float = 0.5
+) -> CustomMigrationResult:
+    """Wait for a custom migration's result (also when it failed or was rolled back), reporting progress."""
+    return await wait_for_result(
+        handle, on_progress, poll_s, result_type=CustomMigrationResult, progress_type=ExtensionProgress
+    )
+
+
+def list_extensions() -> list[dict[str, Any]]:
+    """Every extension shipped or installed here, with name, version, source, and the error of a broken one."""
+    from deployment.extensions.registry import discover
+
+    return [info.as_dict() for info in discover()]
+
+
 async def describe(client: Client, migration_id: str) -> dict[str, Any]:
     """Where a migration stands: its Temporal status, progress or result."""
     handle = client.get_workflow_handle(migration_id)
@@ -157,6 +187,7 @@ async def describe(client: Client, migration_id: str) -> dict[str, Any]:
 # The progress and result models of workflow types other than SessionMigration.
 _MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "RollingRestart": (RollingRestartProgress, RollingRestartResult),
+    "CustomMigration": (ExtensionProgress, CustomMigrationResult),
 }
 
 

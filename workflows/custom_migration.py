@@ -1,0 +1,207 @@
+"""CustomMigration: run any extension as a saga.
+
+resolve (record name and version) → validate → plan → (dry run stops) →
+register the extension's rollback → apply in slices (each heartbeats its
+checkpoint) → verify → done. Any failure after the rollback is registered
+runs it. Every activity refuses a worker whose installed extension has
+another major version than the one recorded at the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.extensions import ExtensionActivities
+    from workflows.extension_models import (
+        ApplyCursor,
+        ApplyInput,
+        CustomMigrationInput,
+        CustomMigrationResult,
+        ExtensionProgress,
+        StepInput,
+    )
+    from workflows.saga import Saga
+    from workflows.session_migration import failure_text, failure_type
+
+_PERMANENT = [
+    "InvalidInput", "BadInput", "ExtensionError", "ExtensionInvalid", "ExtensionVersionMismatch", "InjectedFailure",
+    "StoreUnreachable", "StoreMissing", "UnknownStoreScheme",
+]  # fmt: skip
+
+
+def _retry(attempts: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=20),
+        maximum_attempts=attempts,
+        non_retryable_error_types=_PERMANENT,
+    )
+
+
+_STEP = {"start_to_close_timeout": timedelta(minutes=30), "heartbeat_timeout": timedelta(seconds=30)}
+_SLICE = {"start_to_close_timeout": timedelta(minutes=10), "heartbeat_timeout": timedelta(seconds=10)}
+
+
+@workflow.defn(name="CustomMigration")
+class CustomMigrationWorkflow:
+    """One extension's validate, plan, apply, verify, with its rollback on failure."""
+
+    def __init__(self) -> None:
+        self._progress = ExtensionProgress(migration_id="", phase="pending")
+        self._rollback_requested = False
+        self._apply_started: float | None = None
+
+    @workflow.query(name="progress")
+    def progress(self) -> ExtensionProgress:
+        """Phase, items done and total, rate and ETA."""
+        return self._progress
+
+    @workflow.signal(name="rollback")
+    def request_rollback(self) -> None:
+        """Stop at the next slice boundary and roll back."""
+        self._rollback_requested = True
+
+    @workflow.run
+    async def run(self, params: dict[str, Any]) -> CustomMigrationResult:
+        try:
+            inp = CustomMigrationInput.model_validate(params)
+        except ValidationError as exc:
+            raise ApplicationError(f"invalid CustomMigration input: {exc}", type="InvalidInput", non_retryable=True)
+        mid = workflow.info().workflow_id
+        self._progress.migration_id = mid
+        result = CustomMigrationResult(
+            migration_id=mid, status="completed", extension=inp.extension, dry_run=inp.dry_run,
+            started_at=workflow.now().timestamp(),
+        )  # fmt: skip
+        saga = Saga()
+        try:
+            await self._migrate(inp, mid, result, saga)
+        except (Exception, asyncio.CancelledError) as exc:
+            result.error = failure_text(exc)
+            result.error_type = failure_type(exc)
+            result.failed_phase = self._progress.phase
+            workflow.logger.warning("Custom migration %s failed: %s", mid, result.error)
+            await self._unwind(saga, result)
+            self._finish(result)
+            raise ApplicationError(
+                f"custom migration {result.status}: {result.error}",
+                result,
+                type="MigrationRolledBack" if result.rolled_back else "MigrationFailed",
+                non_retryable=True,
+            )
+        result.status = "dry_run" if inp.dry_run else "completed"
+        self._finish(result)
+        return result
+
+    async def _migrate(self, inp: CustomMigrationInput, mid: str, result: CustomMigrationResult, saga: Saga) -> None:
+        step = StepInput(
+            migration_id=mid, extension=inp.extension, params=inp.params, bindings=inp.bindings,
+            dry_run=inp.dry_run, max_per_second=inp.max_per_second,
+        )  # fmt: skip
+        self._set_phase("resolving")
+        found = await workflow.execute_activity_method(
+            ExtensionActivities.describe_extension, step, retry_policy=_retry(3), **_STEP
+        )
+        # Recorded in the history: every later step refuses a worker with another major version.
+        step.name, step.version = found.name, found.version
+        result.name, result.version, result.reference = found.name, found.version, found.reference
+        self._progress.extension, self._progress.version = found.name, found.version
+
+        self._set_phase("validating")
+        await workflow.execute_activity_method(ExtensionActivities.validate_extension, step, retry_policy=_retry(3), **_STEP)
+        self._set_phase("planning")
+        result.plan = await workflow.execute_activity_method(
+            ExtensionActivities.plan_extension, step, retry_policy=_retry(3), **_STEP
+        )
+        self._progress.total = result.plan.total
+        self._progress.message = result.plan.summary
+        if inp.dry_run:
+            return
+
+        saga.add("rollback_extension", lambda: self._rollback(step, result))
+        self._set_phase("applying")
+        cursor = await self._apply(inp, step)
+        result.done = cursor.applied.done if cursor.applied else 0
+        result.changed = cursor.applied.changed if cursor.applied else 0
+        result.checkpoints, result.apply_resumes = cursor.checkpoints, cursor.resumes
+        self._check_rollback_request()
+        if inp.verify:
+            self._set_phase("verifying")
+            report = await workflow.execute_activity_method(
+                ExtensionActivities.verify_extension, step, retry_policy=_retry(5), **_STEP
+            )
+            result.verification = report
+            if not report.ok:
+                raise ApplicationError(
+                    f"verification failed: {'; '.join(report.problems[:10])}", type="VerificationFailed", non_retryable=True
+                )
+
+    async def _apply(self, inp: CustomMigrationInput, step: StepInput) -> ApplyCursor:
+        cursor = ApplyCursor()
+        self._apply_started = workflow.now().timestamp()
+        while not cursor.finished:
+            self._check_rollback_request()
+            cursor = await workflow.execute_activity_method(
+                ExtensionActivities.apply_extension,
+                ApplyInput(step=step, cursor=cursor, slice_seconds=inp.slice_seconds, fail_after_checkpoints=inp.fail_after_checkpoints),
+                retry_policy=_retry(20),
+                **_SLICE,
+            )
+            self._record_progress(cursor)
+        return cursor
+
+    async def _rollback(self, step: StepInput, result: CustomMigrationResult) -> int:
+        undone = await workflow.execute_activity_method(
+            ExtensionActivities.rollback_extension, step, retry_policy=_retry(10), **_STEP
+        )
+        result.rollback_message = undone.message
+        return undone.restored
+
+    async def _unwind(self, saga: Saga, result: CustomMigrationResult) -> None:
+        if not saga.pending:
+            result.status = "failed"
+            return
+        self._set_phase("rolling_back")
+        try:
+            undone = await saga.compensate()
+            result.rolled_back = True
+            result.restored = sum(undone)
+            result.status = "rolled_back"
+        except (Exception, asyncio.CancelledError) as exc:
+            result.status = "rollback_failed"
+            result.error = f"{result.error}; and the rollback failed: {failure_text(exc)}"
+
+    def _check_rollback_request(self) -> None:
+        if self._rollback_requested:
+            raise ApplicationError("rollback requested by an operator", type="RollbackRequested", non_retryable=True)
+
+    def _set_phase(self, phase: Any) -> None:
+        workflow.logger.info("Phase %s -> %s", self._progress.phase, phase)
+        self._progress.phase = phase
+
+    def _record_progress(self, cursor: ApplyCursor) -> None:
+        p = cursor.progress
+        if p is None:
+            return
+        elapsed = workflow.now().timestamp() - (self._apply_started or workflow.now().timestamp())
+        rate = p.done / elapsed if elapsed > 0 else 0.0
+        total = p.total if p.total is not None else self._progress.total
+        self._progress.total = total
+        self._progress.done = p.done
+        self._progress.rate_per_s = round(rate, 1)
+        self._progress.eta_s = round(max(total - p.done, 0) / rate, 1) if rate > 0 else None
+        self._progress.message = f"{p.changed} changed, {cursor.checkpoints} checkpoints" + (f": {p.message}" if p.message else "")
+
+    def _finish(self, result: CustomMigrationResult) -> None:
+        result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
+        self._set_phase("done")
