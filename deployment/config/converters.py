@@ -35,6 +35,7 @@ class Context:
 
     primary: bool = True
     inherited: dict[str, Any] = field(default_factory=dict)
+    repair: bool = False  # run on a config that already claims a later version: fix, do not question
 
 
 Converter = Callable[[Config, Context], Converted]
@@ -215,7 +216,7 @@ def c07_log_level_info(cfg: Config, ctx: Context) -> Converted:
 def c08_log_categories_list(cfg: Config, ctx: Context) -> Converted:
     """``log_categories`` given as a map is ignored; the read form is a list of categories."""
     cats = cfg.get("log_categories")
-    if isinstance(cats, Opaque):
+    if isinstance(cats, Opaque) and not ctx.repair:
         return Converted(dict(cfg), [], [_opaque_finding("log_categories", cats, "a map (%{pool: :debug}) is ignored; it must give a list ([:pool])")])
     if not isinstance(cats, dict):
         return Converted(dict(cfg), [])

@@ -85,7 +85,7 @@ def convert(cfg: Config, source: str, target: str, ctx: Context = Context()) -> 
         runs += [(step.name, c) for c in step.converters]
     base = copy.deepcopy(ctx.inherited)
     for name, fn in runs:
-        result = fn(current, Context(ctx.primary, base))
+        result = fn(current, Context(ctx.primary, base, repair=name.startswith("repair@")))
         current = result.config
         if base:  # the base file moves along the same chain, so each step sees it as of that step
             base = fn(base, Context(primary=True)).config

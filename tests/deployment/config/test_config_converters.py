@@ -175,3 +175,8 @@ def test_c08_an_expression_for_log_categories_is_a_finding() -> None:
     assert r.config == {"log_categories": Opaque("MyApp.log_categories()")}
     (finding,) = r.findings
     assert "must give a list" in finding.message and "by hand" in finding.guidance
+
+
+def test_an_expression_for_log_categories_in_an_0_8_config_is_not_questioned_again() -> None:
+    assert convert({"log_categories": Opaque("cats()"), "timeout_profile": Atom("batch")}, "0.8", "0.10").findings == []
+    assert convert({"log_categories": Opaque("cats()")}, "0.7", "0.8").findings
