@@ -23,7 +23,7 @@ from deployment.adapters.source import ModuleIndex, literal
 
 BRIDGE_COMPANIONS = frozenset({"store", "retrieve", "list_stored", "delete_stored", "pipeline", "inspect"})
 CONTEXT_PARAMS = frozenset({"ctx", "context", "session_context", "session"})
-PASSTHROUGH_DECORATORS = frozenset({"tool", "thread_safe_method", "staticmethod"})
+PASSTHROUGH_DECORATORS = frozenset({"tool", "thread_safe_method", "staticmethod", "classmethod"})
 
 
 class ToolFinder:

@@ -214,7 +214,7 @@ def test_tricky_shapes():
     adapter = report.adapter("TrickyAdapter")
     migratable, custom = split(adapter)
     # A mixin's @tool, a staticmethod, imports inside the body, keyword-only parameters, bind-then-return.
-    assert migratable == {"ceil", "floor", "imported_inside", "kw_only", "bind_then_return"}
+    assert migratable == {"ceil", "floor", "degrees", "imported_inside", "kw_only", "bind_then_return"}
     assert custom == {
         "ticks": {"streaming"},
         "slow_sqrt": {"module_state"},
@@ -228,7 +228,7 @@ def test_tricky_shapes():
         "counter": {"module_state"},
     }
     assert adapter.tool("ceil").function == "GeometryMixin.ceil"
-    assert [p.name for p in adapter.tool("floor").params] == ["x"]
+    assert [p.name for p in adapter.tool("floor").params] == ["x"] == [p.name for p in adapter.tool("degrees").params]
     assert adapter.tool("ticks").streaming and adapter.tool("ticks").is_async
     assert adapter.tool("imported_inside").mapping.target == "cmath.sqrt"
     assert [p.name for p in adapter.tool("varargs").params] == ["*values"]
@@ -238,7 +238,7 @@ def test_tricky_shapes():
     loop = report.adapter("LoopRegistered")
     migratable, custom = split(loop)
     assert migratable == set() and custom == {"tan": {"composite_logic"}, "ok": {"composite_logic"}}
-    assert loop.notes == ["line 92: a command is registered under a computed name (name); it cannot be listed statically"]
+    assert loop.notes == ["line 97: a command is registered under a computed name (name); it cannot be listed statically"]
 
 
 def test_hostile_class_hierarchies(tmp_path):
