@@ -30,7 +30,6 @@ class Classification:
     reasons: list[Reason]
 
 
-
 def classify(
     fn: ast.FunctionDef | ast.AsyncFunctionDef,
     scope: Scope,
