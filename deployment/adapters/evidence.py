@@ -48,7 +48,6 @@ FRAMEWORK_METHODS = frozenset(
 )
 
 
-
 def scan(body: list[ast.stmt], scope: Scope, resolver: Resolver) -> list[Reason]:
     """Evidence, first per category, of what keeps a body from migrating automatically."""
     found: dict[str, Reason] = {}

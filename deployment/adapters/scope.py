@@ -34,7 +34,6 @@ class Scope:
         return Reason(category, detail, line, self.index.text(line))
 
 
-
 def body_of(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
     """The statements of ``fn`` without its docstring."""
     body = list(fn.body)
