@@ -236,7 +236,7 @@ _SESSION_MOVES = {"default_ttl": "session_default_ttl", "cleanup_interval": "ses
 def c09_session_settings(cfg: Config, ctx: Context) -> Converted:
     """Session TTL and cleanup are top-level ``session_*`` keys; ``session_store`` is a map of ``max_sessions``/``strict_mode``."""
     store = cfg.get("session_store")
-    if isinstance(store, Opaque):
+    if isinstance(store, Opaque) and not ctx.repair:
         return Converted(dict(cfg), [], [_opaque_finding("session_store", store, "it must be a map of max_sessions and strict_mode")])
     if not isinstance(store, dict) or (not isinstance(store, Keywords) and not (_SESSION_MOVES.keys() & store.keys())):
         return Converted(dict(cfg), [])
