@@ -1,7 +1,7 @@
 """Evidence in a tool body of what keeps it from migrating: state, session, I/O, pickle, streaming, ...
 
-:func:`scan` walks the body once and keeps, per category, the first node
-that shows it, so a person is pointed at a line.
+:func:`scan` walks the body once and keeps, per category, the earliest line
+that shows it, so a person is pointed at where it starts.
 """
 
 from __future__ import annotations
@@ -49,11 +49,12 @@ FRAMEWORK_METHODS = frozenset(
 
 
 def scan(body: list[ast.stmt], scope: Scope, resolver: Resolver) -> list[Reason]:
-    """Evidence, first per category, of what keeps a body from migrating automatically."""
+    """Evidence, the earliest per category, of what keeps a body from migrating automatically."""
     found: dict[str, Reason] = {}
 
     def add(category: str, detail: str, node: ast.AST) -> None:
-        if category not in found:
+        line = getattr(node, "lineno", 0)
+        if category not in found or 0 < line < found[category].line:  # the earliest line shows it best
             found[category] = scope.reason(category, detail, node)
 
     index = scope.index

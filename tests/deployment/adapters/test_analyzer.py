@@ -331,3 +331,20 @@ def test_module_names_are_the_ones_a_worker_imports(tmp_path):
     report = analyze_path(plain)
     assert (report.import_root, report.adapters[0].module) == (str(plain), "m")
     assert propose_config(report)["custom_adapter"] is None
+
+
+def test_evidence_points_at_the_earliest_line(tmp_path):
+    src = tmp_path / "deep_first.py"
+    src.write_text(
+        "from snakepit_bridge.base_adapter import BaseAdapter, tool\n"
+        "class A(BaseAdapter):\n"
+        "    @tool()\n"
+        "    def g(self, x: int):\n"
+        "        return [\n"
+        "            [self.first],\n"
+        "            self.second,\n"
+        "        ]\n"
+    )
+    # A walk meets self.second first (it is shallower); the report points at line 6 all the same.
+    [reason] = analyze_path(src).adapters[0].tool("g").reasons
+    assert (reason.category, reason.line, reason.source) == ("adapter_state", 6, "[self.first],")
