@@ -59,7 +59,7 @@ def check_extension(obj: Any, where: str) -> type[MigrationExtension]:
     """``obj`` if it is a usable extension class; else raise naming every problem found."""
     if not (inspect.isclass(obj) and issubclass(obj, MigrationExtension)):
         raise ExtensionError(
-            f"{where} is {type(obj).__name__} {getattr(obj, '__name__', obj)!r}, not a subclass of MigrationExtension",
+            f"{where!r} is {type(obj).__name__} {getattr(obj, '__name__', obj)!r}, not a subclass of MigrationExtension",
             hint="from deployment.extensions import MigrationExtension, and subclass it",
         )
     problems: list[str] = []
@@ -80,7 +80,7 @@ def check_extension(obj: Any, where: str) -> type[MigrationExtension]:
     if not (inspect.isclass(params) and issubclass(params, BaseModel)):
         problems.append("Params is not a pydantic BaseModel subclass")
     if problems:
-        raise ExtensionError(f"{where}: " + "; ".join(problems))
+        raise ExtensionError(f"{where!r}: " + "; ".join(problems))
     return obj
 
 
@@ -96,13 +96,13 @@ def import_reference(reference: str) -> type[MigrationExtension]:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import-time failure of third-party code is the extension's error
         raise ExtensionError(
-            f"cannot import {module_name!r} for extension {reference}: {type(exc).__name__}: {exc}",
+            f"cannot import {module_name!r} (extension {reference!r}): {type(exc).__name__}: {exc}",
             hint="is the package installed in this environment, or its folder on PYTHONPATH?",
         ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ExtensionError(f"module {module_name!r} has no attribute {attr!r} (extension {reference})")
+            raise ExtensionError(f"module {module_name!r} has no attribute {attr!r} (extension {reference!r})")
         obj = getattr(obj, part)
     return check_extension(obj, reference)
 
@@ -127,7 +127,7 @@ def discover() -> list[ExtensionInfo]:
             try:
                 obj = ep.load()
             except Exception as exc:
-                raise ExtensionError(f"cannot import {ep.value}: {type(exc).__name__}: {exc}") from None
+                raise ExtensionError(f"cannot import {ep.value!r}: {type(exc).__name__}: {exc}") from None
             return check_extension(obj, ep.value)
 
         info = _load(ep.value, source, load)

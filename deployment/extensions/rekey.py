@@ -248,7 +248,7 @@ async def _move(run_id: str, live: list[Record], source: SessionStore, target: S
 
 async def _live_ids(store: SessionStore) -> list[str]:
     now = time.time()
-    return sorted(r["id"] async for batch in store.iter_records() for r in batch if not is_expired(r, now))
+    return sorted([r["id"] async for batch in store.iter_records() for r in batch if not is_expired(r, now)])
 
 
 async def journal_count(store: SessionStore, run_id: str, batch_size: int = 1000) -> int:

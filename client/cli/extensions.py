@@ -1,0 +1,152 @@
+"""``snakepit-migrate extensions ...``: list custom migrations and run one as a saga."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from activities.extensions import params_error
+from client import api
+from client.cli import app
+from client.cli.common import emit_json, err, out, run
+from client.cli.progress import ProgressView
+from client.embedded import ensure_client, worker_while_waiting
+from deployment.errors import BadInput
+from deployment.extensions.base import resolve_bindings
+from deployment.extensions.registry import load_extension
+from workflows.extension_models import CustomMigrationInput, CustomMigrationResult
+
+extensions_app = typer.Typer(help="Custom migrations: list the registered extensions and run one with rollback.")
+app.add_typer(extensions_app, name="extensions")
+
+Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
+Json = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
+
+
+@extensions_app.command("list")
+def list_(json_out: Json = False) -> int:
+    """The extensions shipped and installed (entry points), with versions; broken ones with their error.
+
+    Exit 0 when every one loads, 1 when some are broken.
+    """
+    rows = api.list_extensions()
+    if json_out:
+        emit_json({"extensions": rows})
+    else:
+        table = Table("name", "version", "source", "reference", "status")
+        for r in rows:
+            table.add_row(r["name"] or "?", r["version"] or "?", r["source"], r["reference"], "ok" if r["ok"] else f"BROKEN: {r['error']}")
+        out.print(table)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+@extensions_app.command("run")
+def run_(
+    reference: Annotated[str, typer.Argument(help="a registered name (see: extensions list) or module:Class")],
+    params: Annotated[str, typer.Option("--params", help="the parameters: a JSON object, or @file holding one")] = "{}",
+    bindings: Annotated[Optional[str], typer.Option("--bindings", help="environment bindings for ${name} in params: JSON object or @file")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and plan only; change nothing")] = False,
+    max_per_second: Annotated[Optional[float], typer.Option("--max-per-second", min=0.001, help="throttle the apply step")] = None,
+    migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Run an extension: validate, plan, apply with checkpoints, verify; roll back on failure.
+
+    Exit 0 on success, 1 if the migration failed (rolled back or not), 2 on bad input.
+    """
+    inp = CustomMigrationInput(
+        extension=reference, params=json_object(params, "--params"),
+        bindings={k: str(v) for k, v in json_object(bindings or "{}", "--bindings").items()},
+        dry_run=dry_run, max_per_second=max_per_second,
+    )  # fmt: skip
+    check_locally(inp)
+    return run(_run(inp, migration_id, address, json_out))
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    """The JSON object given inline or as ``@file``; BadInput saying what is wrong and where."""
+    where = option
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        where = f"{option} file {path}"
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise BadInput(f"cannot read {where}: {exc.strerror or exc}", hint=f"{option} @FILE names a JSON file") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                       hint=f"e.g. {option} '{{\"key\": \"value\"}}'") from None  # fmt: skip
+    if not isinstance(value, dict):
+        raise BadInput(f"{where} must be a JSON object, got {type(value).__name__}", hint=f"e.g. {option} '{{\"key\": \"value\"}}'")
+    return value
+
+
+def check_locally(inp: CustomMigrationInput) -> None:
+    """Load the extension here and check the parameters, so bad input is refused before anything starts."""
+    cls = load_extension(inp.extension)
+    try:
+        cls().parse_params(resolve_bindings(inp.params, inp.bindings))
+    except ValidationError as exc:
+        raise params_error(cls.name, exc) from None
+
+
+async def _run(inp: CustomMigrationInput, migration_id: str | None, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    handle = await api.start_custom_migration(client, inp, migration_id)
+    async with worker_while_waiting(client, handle):
+        with ProgressView(quiet=json_out and not err.is_terminal, unit="items") as view:
+            result = await api.wait_for_custom_migration(handle, view)
+    return report_result(result, json_out)
+
+
+# Failures that mean the user's input cannot work, found before anything was written: exit 2.
+BAD_INPUT_TYPES = {
+    "InvalidInput", "BadInput", "ExtensionError", "ExtensionInvalid", "StoreUnreachable", "StoreMissing",
+    "UnknownStoreScheme", "InvalidSession",
+}  # fmt: skip
+
+
+def exit_code(result: CustomMigrationResult) -> int:
+    """0 success, 2 bad input found before apply (nothing written), 1 any other failure."""
+    if result.error is None:
+        return 0
+    if result.failed_phase in (None, "pending", "resolving", "validating", "planning") and result.error_type in BAD_INPUT_TYPES:
+        return 2
+    return 1
+
+
+def report_result(result: CustomMigrationResult, json_out: bool) -> int:
+    """Print a custom migration's result and return its exit code."""
+    if json_out:
+        emit_json(result.model_dump())
+    else:
+        out.print(render(result))
+    return exit_code(result)
+
+
+def render(r: CustomMigrationResult) -> str:
+    """A short human report of a custom migration's result."""
+    what = f"{r.name} {r.version}" if r.name else r.extension
+    lines = [f"Custom migration {r.migration_id} ({what}): {r.status.upper()}"]
+    if r.plan:
+        lines.append(f"  plan: {r.plan.summary}" + (" (dry run: nothing written)" if r.dry_run else ""))
+    if not r.dry_run and r.failed_phase not in ("pending", "resolving", "validating", "planning"):
+        lines.append(f"  applied: {r.done} handled, {r.changed} changed, {r.checkpoints} checkpoints"
+                     + (f", resumed {r.apply_resumes} time(s)" if r.apply_resumes else ""))  # fmt: skip
+    if r.verification:
+        v = r.verification
+        lines.append(f"  verified: {'OK' if v.ok else 'FAILED'} ({v.checked} checked)")
+        lines += [f"    {p}" for p in v.problems[:10]]
+    if r.error:
+        lines.append(f"  error: {r.error}")
+        lines.append(f"  rolled back: {r.rollback_message}" if r.rolled_back else "  nothing was rolled back")
+    lines.append(f"  took {r.duration_s:.1f} s")
+    return "\n".join(lines)
