@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
 
 from client import api
+from deployment.extensions.rekey import renamed, with_prefix
 from deployment.sessions.record import canonical_bytes, is_expired
-from deployment.extensions.rekey import renamed
-from tests.deployment.extensions.helpers import fill, store_bytes
-from workflows.extension_models import CustomMigrationInput
-
-import time
+from deployment.sessions.stores import open_store
+from tests.deployment.extensions.helpers import fill, install_package, store_bytes
+from workflows.extension_models import CustomMigrationInput, ExtensionProgress
 
 
-def _live(recs):
-    horizon = time.time() + 120
+def live_in(recs: list[dict], horizon_s: float = 120) -> list[dict]:
+    horizon = time.time() + horizon_s
     return [r for r in recs if not is_expired(r, horizon)]
 
 
@@ -33,11 +41,161 @@ async def test_rename_a_metadata_key_in_sqlite_end_to_end(temporal_client, task_
     )  # fmt: skip
     assert result.status == "completed", result.error
     assert (result.name, result.version) == ("rekey-sessions", "1.0.0")
-    live = _live(recs)
-    assert result.changed == len([r for r in recs if not is_expired(r, time.time())]) >= len(live)
+    live_now = [r for r in recs if not is_expired(r, time.time())]
+    assert result.changed == len(live_now) and result.done == 500 and result.plan.to_change == len(live_now)
     assert result.verification.ok and result.verification.checked == result.changed
     after = await store_bytes(sqlite_url)
-    for r in live:  # renamed, and otherwise byte for byte as before (timestamps untouched)
+    for r in live_now:  # renamed, and otherwise byte for byte as before (timestamps untouched)
         assert after[r["id"]] == canonical_bytes(renamed(r, "tier", "plan"))
-    expired = [r for r in recs if is_expired(r, time.time() - 120)]
+    expired = [r for r in recs if r not in live_now]
     assert expired and all(after[r["id"]] == before[r["id"]] for r in expired)
+
+
+async def test_move_redis_keys_to_a_new_prefix_end_to_end_and_a_dry_run_writes_nothing(temporal_client, task_queue, redis_url):
+    await fill(redis_url, 400)
+    before = await store_bytes(redis_url)
+    new_prefix = f"moved-{uuid.uuid4().hex[:8]}:"
+    params = {"store": redis_url, "to_prefix": new_prefix, "batch_size": 40}
+    dry = await run(temporal_client, task_queue, extension="deployment.extensions.rekey:RekeySessions", params=params, dry_run=True)
+    assert dry.status == "dry_run" and dry.plan.to_change == len(before) and dry.changed == 0
+    assert await store_bytes(redis_url) == before
+
+    result = await run(temporal_client, task_queue, extension="rekey-sessions", params=params, slice_seconds=0.3)
+    target = with_prefix(redis_url, new_prefix)
+    try:
+        assert result.status == "completed", result.error
+        assert result.changed == len(before) and result.verification.ok
+        assert await store_bytes(redis_url) == {} and await store_bytes(target) == before
+    finally:
+        async with open_store(target) as t:
+            await t.delete_many(list(before))
+            await t.journal_drop(result.migration_id)
+
+
+async def test_a_failure_in_apply_rolls_back_to_the_exact_bytes(temporal_client, task_queue, sqlite_url):
+    recs = await fill(sqlite_url, 400)
+    before = await store_bytes(sqlite_url)
+    result = await run(
+        temporal_client, task_queue, extension="rekey-sessions",
+        params={"store": sqlite_url, "from_key": "tier", "to_key": "plan", "batch_size": 20},
+        fail_after_checkpoints=5,
+    )  # fmt: skip
+    assert result.status == "rolled_back" and result.rolled_back
+    assert result.error_type == "InjectedFailure" and result.failed_phase == "applying"
+    first_five_batches = sorted(recs, key=lambda r: r["id"])[:100]
+    assert result.restored == len(live_in(first_five_batches)) > 0  # every session renamed before the failure
+    assert await store_bytes(sqlite_url) == before
+
+
+async def test_bad_input_fails_before_anything_is_written(temporal_client, task_queue, sqlite_url):
+    recs = await fill(sqlite_url, 10, expired_fraction=0)
+    async with open_store(sqlite_url) as s:
+        await s.write_many([{**recs[0], "metadata": {**recs[0]["metadata"], "plan": "held"}}])
+    before = await store_bytes(sqlite_url)
+    result = await run(temporal_client, task_queue, extension="rekey-sessions",
+                       params={"store": sqlite_url, "from_key": "tier", "to_key": "plan"})  # fmt: skip
+    assert (result.status, result.error_type, result.failed_phase) == ("failed", "ExtensionInvalid", "validating")
+    assert "already have a metadata key 'plan'" in result.error
+    bad = await run(temporal_client, task_queue, extension="rekey-sessions", params={"store": sqlite_url, "from_key": "tier"})
+    assert bad.error_type == "ExtensionError" and "needs both from_key and to_key" in bad.error
+    assert await store_bytes(sqlite_url) == before
+
+
+# -- a worker SIGKILLed during apply, and another worker picking the run up ----------
+
+EXTENSION_OF_VERSION = """
+from deployment.extensions.rekey import RekeySessions
+
+
+class Rekey(RekeySessions):
+    name = "{name}"
+    version = "{version}"
+"""
+
+
+def install_rekey(root, tag: str, version: str):
+    """A temporary installed package whose re-key extension has ``version``."""
+    return install_package(
+        root / version, f"acme_rekey_{tag}", version, {f"rekey-{tag}": f"rekey_{tag}:Rekey"},
+        {f"rekey_{tag}": EXTENSION_OF_VERSION.format(name=f"rekey-{tag}", version=version)},
+    )  # fmt: skip
+
+
+def start_worker(address: str, queue: str, site, log) -> subprocess.Popen:
+    """A separate worker process with the package in ``site`` installed."""
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.getcwd()}"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "client.cli", "worker", "--address", address, "--task-queue", queue],
+        stdout=log, stderr=log, env=env, start_new_session=True,
+    )  # fmt: skip
+
+
+async def wait_until_applying(handle, timeout: float = 60) -> ExtensionProgress:
+    deadline = time.monotonic() + timeout
+    while True:
+        p = await handle.query("progress", result_type=ExtensionProgress)
+        if p.phase == "applying":
+            return p
+        assert p.phase != "done", f"the run ended early: {await api.wait_for_custom_migration(handle)}"
+        assert time.monotonic() < deadline, f"no progress: {p}"
+        await asyncio.sleep(0.1)
+
+
+async def kill_during_apply_then(temporal_env, tmp_path, sqlite_url, resumed_by: str):
+    """Start a run on a worker with 1.0.0, SIGKILL it mid-apply, let a worker with ``resumed_by`` continue."""
+    recs = await fill(sqlite_url, 2000)
+    tag = uuid.uuid4().hex[:6]
+    first_site = install_rekey(tmp_path / "site", tag, "1.0.0")
+    next_site = first_site if resumed_by == "1.0.0" else install_rekey(tmp_path / "site", tag, resumed_by)
+    address = temporal_env.client.service_client.config.target_host
+    queue = f"ext-kill-{tag}"
+    log = (tmp_path / "workers.log").open("ab")
+    first, second = start_worker(address, queue, first_site, log), None
+    try:
+        handle = await api.start_custom_migration(
+            temporal_env.client,
+            CustomMigrationInput(
+                extension=f"rekey-{tag}", params={"store": sqlite_url, "from_key": "tier", "to_key": "plan", "batch_size": 50},
+                max_per_second=500, slice_seconds=60,
+            ),
+            task_queue=queue,
+        )  # fmt: skip
+        await wait_until_applying(handle)
+        await asyncio.sleep(1.5)  # inside the one long slice: only heartbeats know where apply is
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        at_kill = await store_bytes(sqlite_url)
+        renamed_at_kill = sum(1 for b in at_kill.values() if b'"plan"' in b)
+        assert 0 < renamed_at_kill < len(live_in(recs))
+        second = start_worker(address, queue, next_site, log)
+        result = await asyncio.wait_for(api.wait_for_custom_migration(handle), timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return recs, at_kill, result
+
+
+@pytest.mark.parametrize("resumed_by", ["1.0.0", "1.1.0"])
+async def test_a_worker_killed_during_apply_is_resumed_from_its_checkpoint_by_the_same_major(
+    temporal_env, tmp_path, sqlite_url, resumed_by
+):
+    recs, _, result = await kill_during_apply_then(temporal_env, tmp_path, sqlite_url, resumed_by)
+    assert result.status == "completed", result.error
+    assert result.version == "1.0.0"  # the version the run recorded at its start
+    assert result.apply_resumes >= 1  # resumed from a heartbeated checkpoint, not from the start
+    live_now = [r for r in recs if not is_expired(r, time.time())]
+    assert result.changed == len(live_now) and result.verification.ok
+    after = await store_bytes(sqlite_url)
+    assert all(after[r["id"]] == canonical_bytes(renamed(r, "tier", "plan")) for r in live_now)
+
+
+async def test_a_worker_with_another_major_version_refuses_to_resume_the_run(temporal_env, tmp_path, sqlite_url):
+    _, at_kill, result = await kill_during_apply_then(temporal_env, tmp_path, sqlite_url, "2.0.0")
+    assert result.error_type == "ExtensionVersionMismatch" and result.failed_phase == "applying"
+    assert "is 2.0.0 on this worker, but the run was started with 1.0.0" in result.error
+    assert "refuses" in result.error
+    # Its rollback is refused too (the new major cannot read 1.x checkpoints), so nothing moved after the kill.
+    assert result.status == "rollback_failed" and not result.rolled_back
+    assert await store_bytes(sqlite_url) == at_kill
