@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from client.connect import TASK_QUEUE
 from deployment.errors import BadInput, NotFound
 from workflows.extension_models import CustomMigrationInput, CustomMigrationResult, ExtensionProgress
+from workflows.config_migration import ConfigMigrationResult
 from workflows.fleet_models import RollingRestartInput, RollingRestartProgress, RollingRestartResult
 from workflows.session_models import MigrationProgress, SessionMigrationInput, SessionMigrationResult
 
@@ -145,6 +146,46 @@ async def wait_for_custom_migration(
     """Wait for a custom migration's result (also when it failed or was rolled back), reporting progress."""
     return await wait_for_result(
         handle, on_progress, poll_s, result_type=CustomMigrationResult, progress_type=ExtensionProgress
+    )
+
+
+async def request_extension_rollback(client: Client, migration_id: str) -> WorkflowHandle[Any, Any]:
+    """Roll a custom migration back: signal it if it runs, else undo it from its journal.
+
+    A completed run (or one whose own rollback failed) is undone by a new run
+    ``<id>-rollback`` with the extension version the run recorded, so a
+    worker with another major version refuses it as it refused the run.
+    """
+    info = await describe(client, migration_id)
+    if info["type"] != "CustomMigration":
+        raise BadInput(f"{migration_id} is a {info['type']}, not a custom migration", hint=f"use: snakepit-migrate rollback {migration_id}")
+    handle = client.get_workflow_handle(migration_id, result_type=CustomMigrationResult)
+    if info["status"] == "running":
+        await handle.signal("rollback")
+        return handle
+    if info["status"] not in ("completed", "rollback_failed"):
+        raise NotFound(
+            f"custom migration {migration_id} is {info['status']}: there is nothing to roll back",
+            hint="only a running, completed or rollback_failed custom migration can be rolled back",
+        )
+    params = await original_input(client, migration_id)
+    if params.get("rollback_of"):
+        raise BadInput(
+            f"{migration_id} is itself the rollback of {params['rollback_of']}",
+            hint=f"to try that rollback again: snakepit-migrate extensions rollback {params['rollback_of']}",
+        )
+    with contextlib.suppress(NotFound):
+        earlier = await describe(client, f"{migration_id}-rollback")
+        if earlier["status"] == "rolled_back":
+            raise AlreadyRolledBack(
+                f"custom migration {migration_id} was rolled back already by {migration_id}-rollback",
+                hint=f"see: snakepit-migrate status {migration_id}-rollback --json",
+            )
+    result = info.get("result") or {}
+    params.update(rollback_of=migration_id, version=result.get("version"), dry_run=False)
+    params.pop("fail_after_checkpoints", None)
+    return await start_custom_migration(
+        client, CustomMigrationInput.model_validate(params), f"{migration_id}-rollback", info["task_queue"]
     )
 
 

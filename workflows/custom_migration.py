@@ -83,6 +83,8 @@ class CustomMigrationWorkflow:
             migration_id=mid, status="completed", extension=inp.extension, dry_run=inp.dry_run,
             started_at=workflow.now().timestamp(),
         )  # fmt: skip
+        if inp.rollback_of:
+            return await self._undo_run(inp, result)
         saga = Saga()
         try:
             await self._migrate(inp, mid, result, saga)
@@ -103,19 +105,24 @@ class CustomMigrationWorkflow:
         self._finish(result)
         return result
 
-    async def _migrate(self, inp: CustomMigrationInput, mid: str, result: CustomMigrationResult, saga: Saga) -> None:
+    async def _resolve(self, inp: CustomMigrationInput, run_id: str, result: CustomMigrationResult) -> StepInput:
+        """Resolve the extension on a worker and record its name and version in the history."""
         step = StepInput(
-            migration_id=mid, extension=inp.extension, params=inp.params, bindings=inp.bindings,
+            migration_id=run_id, extension=inp.extension, params=inp.params, bindings=inp.bindings,
             dry_run=inp.dry_run, max_per_second=inp.max_per_second,
         )  # fmt: skip
         self._set_phase("resolving")
         found = await workflow.execute_activity_method(
             ExtensionActivities.describe_extension, step, retry_policy=_retry(3), **_STEP
         )
-        # Recorded in the history: every later step refuses a worker with another major version.
-        step.name, step.version = found.name, found.version
-        result.name, result.version, result.reference = found.name, found.version, found.reference
-        self._progress.extension, self._progress.version = found.name, found.version
+        # Every later step refuses a worker with another major version than this one.
+        step.name, step.version = found.name, inp.version or found.version
+        result.name, result.version, result.reference = found.name, step.version, found.reference
+        self._progress.extension, self._progress.version = found.name, step.version
+        return step
+
+    async def _migrate(self, inp: CustomMigrationInput, mid: str, result: CustomMigrationResult, saga: Saga) -> None:
+        step = await self._resolve(inp, mid, result)
 
         self._set_phase("validating")
         await workflow.execute_activity_method(ExtensionActivities.validate_extension, step, retry_policy=_retry(3), **_STEP)
@@ -166,6 +173,26 @@ class CustomMigrationWorkflow:
         )
         result.rollback_message = undone.message
         return undone.restored
+
+    async def _undo_run(self, inp: CustomMigrationInput, result: CustomMigrationResult) -> CustomMigrationResult:
+        """Roll back an earlier run from its journal, with the extension version it recorded."""
+        assert inp.rollback_of is not None
+        try:
+            step = await self._resolve(inp, inp.rollback_of, result)
+            self._set_phase("rolling_back")
+            result.restored = await self._rollback(step, result)
+        except (Exception, asyncio.CancelledError) as exc:
+            result.status = "rollback_failed"
+            result.error, result.error_type = failure_text(exc), failure_type(exc)
+            result.failed_phase = self._progress.phase
+            self._finish(result)
+            raise ApplicationError(
+                f"rollback of {inp.rollback_of} failed: {result.error}", result, type="RollbackFailed", non_retryable=True
+            )
+        result.rolled_back = True
+        result.status = "rolled_back"
+        self._finish(result)
+        return result
 
     async def _unwind(self, saga: Saga, result: CustomMigrationResult) -> None:
         if not saga.pending:

@@ -31,6 +31,10 @@ class CustomMigrationInput(BaseModel):
     fail_after_checkpoints: int | None = Field(
         None, ge=0, description="fault injection: fail apply after this many checkpoints (drills and tests)"
     )
+    rollback_of: str | None = Field(None, description="roll back the run with this id (its journal) instead of applying")
+    version: str | None = Field(
+        None, description="with rollback_of: the extension version that run recorded (another major is refused)"
+    )
 
 
 class StepInput(BaseModel):

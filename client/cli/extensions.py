@@ -138,7 +138,9 @@ def render(r: CustomMigrationResult) -> str:
     lines = [f"Custom migration {r.migration_id} ({what}): {r.status.upper()}"]
     if r.plan:
         lines.append(f"  plan: {r.plan.summary}" + (" (dry run: nothing written)" if r.dry_run else ""))
-    if not r.dry_run and r.failed_phase not in ("pending", "resolving", "validating", "planning"):
+    if r.rolled_back and r.error is None:
+        lines.append(f"  rolled back: {r.rollback_message}")
+    elif not r.dry_run and r.failed_phase not in ("pending", "resolving", "validating", "planning"):
         lines.append(f"  applied: {r.done} handled, {r.changed} changed, {r.checkpoints} checkpoints"
                      + (f", resumed {r.apply_resumes} time(s)" if r.apply_resumes else ""))  # fmt: skip
     if r.verification:
@@ -150,3 +152,25 @@ def render(r: CustomMigrationResult) -> str:
         lines.append(f"  rolled back: {r.rollback_message}" if r.rolled_back else "  nothing was rolled back")
     lines.append(f"  took {r.duration_s:.1f} s")
     return "\n".join(lines)
+
+
+@extensions_app.command("rollback")
+def rollback(migration_id: Annotated[str, typer.Argument(help="the custom migration's id")], address: Address = None, json_out: Json = False) -> int:
+    """Undo a custom migration: a running one stops and rolls back; a completed one is undone from its journal.
+
+    The undo runs with the extension version the migration recorded: a worker
+    with another major version refuses it. Exit 0 when rolled back, 1 if the
+    rollback failed, 2 on bad input.
+    """
+    return run(_rollback(migration_id, address, json_out))
+
+
+async def _rollback(migration_id: str, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    handle = await api.request_extension_rollback(client, migration_id)
+    async with worker_while_waiting(client, handle):
+        with ProgressView(quiet=json_out and not err.is_terminal, unit="items") as view:
+            result = await api.wait_for_custom_migration(handle, view)
+    if result.status == "rolled_back":
+        result.error = None  # a requested rollback that completed is a success of this command
+    return report_result(result, json_out)

@@ -50,6 +50,13 @@ async def test_rename_a_metadata_key_in_sqlite_end_to_end(temporal_client, task_
     expired = [r for r in recs if r not in live_now]
     assert expired and all(after[r["id"]] == before[r["id"]] for r in expired)
 
+    handle = await api.request_extension_rollback(temporal_client, result.migration_id)  # a completed run, from its journal
+    undone = await api.wait_for_custom_migration(handle)
+    assert (handle.id, undone.status, undone.restored) == (f"{result.migration_id}-rollback", "rolled_back", len(live_now))
+    assert await store_bytes(sqlite_url) == before
+    with pytest.raises(api.AlreadyRolledBack):
+        await api.request_extension_rollback(temporal_client, result.migration_id)
+
 
 async def test_move_redis_keys_to_a_new_prefix_end_to_end_and_a_dry_run_writes_nothing(temporal_client, task_queue, redis_url):
     await fill(redis_url, 400)
@@ -144,6 +151,7 @@ async def wait_until_applying(handle, timeout: float = 60) -> ExtensionProgress:
 async def kill_during_apply_then(temporal_env, tmp_path, sqlite_url, resumed_by: str):
     """Start a run on a worker with 1.0.0, SIGKILL it mid-apply, let a worker with ``resumed_by`` continue."""
     recs = await fill(sqlite_url, 2000)
+    before = await store_bytes(sqlite_url)
     tag = uuid.uuid4().hex[:6]
     first_site = install_rekey(tmp_path / "site", tag, "1.0.0")
     next_site = first_site if resumed_by == "1.0.0" else install_rekey(tmp_path / "site", tag, resumed_by)
@@ -169,6 +177,15 @@ async def kill_during_apply_then(temporal_env, tmp_path, sqlite_url, resumed_by:
         assert 0 < renamed_at_kill < len(live_in(recs))
         second = start_worker(address, queue, next_site, log)
         result = await asyncio.wait_for(api.wait_for_custom_migration(handle), timeout=120)
+        if resumed_by.startswith("2."):  # refused: undo it with the version it recorded
+            os.killpg(second.pid, signal.SIGKILL)
+            second.wait()
+            assert await store_bytes(sqlite_url) == at_kill  # the refusing worker wrote nothing
+            second = start_worker(address, queue, first_site, log)
+            undo = await api.request_extension_rollback(temporal_env.client, handle.id)
+            undone = await asyncio.wait_for(api.wait_for_custom_migration(undo), timeout=60)
+            assert (undone.status, undone.version) == ("rolled_back", "1.0.0"), undone.error
+            assert await store_bytes(sqlite_url) == before
     finally:
         for proc in (first, second):
             if proc and proc.poll() is None:
@@ -196,6 +213,5 @@ async def test_a_worker_with_another_major_version_refuses_to_resume_the_run(tem
     assert result.error_type == "ExtensionVersionMismatch" and result.failed_phase == "applying"
     assert "is 2.0.0 on this worker, but the run was started with 1.0.0" in result.error
     assert "refuses" in result.error
-    # Its rollback is refused too (the new major cannot read 1.x checkpoints), so nothing moved after the kill.
+    # Its rollback is refused too (the new major cannot read 1.x checkpoints); a 1.x worker undid it afterwards.
     assert result.status == "rollback_failed" and not result.rolled_back
-    assert await store_bytes(sqlite_url) == at_kill
