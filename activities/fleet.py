@@ -33,6 +33,7 @@ from workflows.fleet_models import (
     MarkSnapshot,
     RestartInput,
     WaitHealthyInput,
+    WaitCursor,
     WaitIdleInput,
 )
 
@@ -93,19 +94,22 @@ class FleetActivities:
 
     @activity.defn(name="wait_instance_idle")
     async def wait_instance_idle(self, params: WaitIdleInput) -> InstanceStatus:
-        """Wait until the instance has no request in flight, heartbeating; DrainTimeout after ``timeout_s``."""
-        deadline = time.monotonic() + params.timeout_s
+        """Wait until the instance has no request in flight, heartbeating; DrainTimeout after ``timeout_s``.
+
+        A retry keeps the first attempt's deadline (heartbeated), so a worker crash does not extend the wait.
+        """
+        deadline = _deadline(params.timeout_s)
         with as_application_errors(unreachable_is_transient=True):
             async with self._open(params.fleet) as fleet:
                 while True:
-                    step = max(0.0, min(HEARTBEAT_S, deadline - time.monotonic()))
+                    step = max(0.0, min(HEARTBEAT_S, deadline - time.time()))
                     try:
                         return _status(await fleet.wait_idle(params.instance_id, step))
                     except DrainTimeout as exc:
-                        if time.monotonic() >= deadline:
+                        if time.time() >= deadline:
                             raise DrainTimeout(params.instance_id, f"requests still in flight after "
                                                                    f"{params.timeout_s:g}s of draining") from exc
-                    activity.heartbeat(params.instance_id)
+                    activity.heartbeat(WaitCursor(deadline=deadline, state="busy"))
 
     @activity.defn(name="restart_instance")
     async def restart_instance(self, params: RestartInput) -> InstanceStatus:
@@ -133,9 +137,10 @@ class FleetActivities:
         Raises InstanceUnhealthy (naming the instance and what the fleet
         reported) if that does not happen within ``timeout_s``, or at once if
         the instance, once up, drops out within ``settle_s``: a process that
-        dies soon after it started is a failed release, not a slow one.
+        dies soon after it started is a failed release, not a slow one. A retry keeps the first
+        attempt's deadline (heartbeated).
         """
-        deadline = time.monotonic() + params.timeout_s
+        deadline = _deadline(params.timeout_s)
         healthy_since: float | None = None
         with as_application_errors(unreachable_is_transient=True):
             async with self._open(params.fleet) as fleet:
@@ -154,14 +159,14 @@ class FleetActivities:
                         healthy_since = time.monotonic()
                     if healthy_since is not None and time.monotonic() - healthy_since >= params.settle_s:
                         return _status(now)
-                    if time.monotonic() >= deadline:
+                    if time.time() >= deadline:
                         raise ApplicationError(
                             f"instance {params.instance_id}: not healthy on config {params.config_version} within "
                             f"{params.timeout_s:g}s (the fleet reports it {now.state} on config {now.config_version})",
                             type="InstanceUnhealthy",
                             non_retryable=True,
                         )
-                    activity.heartbeat(now.state)
+                    activity.heartbeat(WaitCursor(deadline=deadline, state=now.state))
                     await asyncio.sleep(POLL_S)
 
     @activity.defn(name="undrain_instance")
@@ -180,6 +185,17 @@ class FleetActivities:
                     await fleet.clear_migration()
                 else:
                     await fleet.set_migration(params.migration_id, params.phase)
+
+
+def _deadline(timeout_s: float) -> float:
+    """When a wait ends (epoch seconds): the heartbeated deadline of an earlier attempt, else ``timeout_s`` from now."""
+    details = activity.info().heartbeat_details
+    if details:
+        try:
+            return WaitCursor.model_validate(details[0]).deadline
+        except ValueError:
+            pass
+    return time.time() + timeout_s
 
 
 async def _find(fleet: FleetDriver, instance_id: str) -> InstanceInfo:

@@ -145,6 +145,13 @@ class WaitHealthyInput(BaseModel):
     settle_s: float = 0.0
 
 
+class WaitCursor(BaseModel):
+    """What a waiting activity heartbeats: when its wait ends, so that a retry keeps the deadline."""
+
+    deadline: float = Field(description="epoch seconds")
+    state: str = ""
+
+
 class InstanceStatus(BaseModel):
     """An instance after a step."""
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -71,7 +71,7 @@ def failure_text(exc: BaseException) -> str:
     """The innermost failure's own message (without the ``Type: `` prefix ``str()`` adds)."""
     while isinstance(exc, (ActivityError, ChildWorkflowError)) and exc.cause is not None:
         exc = exc.cause
-    if isinstance(exc, asyncio.CancelledError):
+    if isinstance(exc, (asyncio.CancelledError, CancelledError)):
         return "the rolling restart was cancelled"
     if isinstance(exc, FailureError) and exc.message:
         return exc.message
@@ -285,9 +285,12 @@ class RollingRestartWorkflow:
 
     def _record_failure(self, exc: BaseException, result: RollingRestartResult) -> None:
         text, iid = failure_text(exc), self._progress.instance
-        if iid is not None and not text.startswith(f"instance {iid}"):
+        kind = "Cancelled" if text == "the rolling restart was cancelled" else failure_type(exc)
+        if iid is not None and kind == "Cancelled":
+            text = f"{text} while {self._progress.phase.replace('_', ' ')} {iid}"
+        elif iid is not None and not text.startswith(f"instance {iid}"):
             text = f"instance {iid}: {text}"
-        result.error, result.error_type = text, failure_type(exc)
+        result.error, result.error_type = text, kind
         result.failed_phase, result.failed_instance = self._progress.phase, iid
         for outcome in result.instances:
             if outcome.id == iid and outcome.outcome == "pending":

@@ -188,16 +188,22 @@ async def test_an_instance_that_drops_out_after_its_restart_fails_the_health_che
     flaky = fleet_config("rolling_adapters.CrashOnSignalAdapter", "v3-flaky", store_url,
                          ROLLING_FAIL_INSTANCE="w2", ROLLING_CRASH_FILE=str(flag))
 
+    seen: list[float] = []
+
     def crash_w2_once_it_is_checked(progress: RollingRestartProgress) -> None:
+        # w2 came up on the new config and passed the fleet's own settle; once the health check
+        # has watched it serve for a while, it dies
         if (progress.phase, progress.instance) == ("checking_health", "w2"):
-            flag.touch()  # w2 came up on the new config and passed the fleet's own settle: now it dies
+            seen.append(asyncio.get_running_loop().time())
+            if seen[-1] - seen[0] >= 0.6:
+                flag.touch()
 
     done = asyncio.Event()
     load = asyncio.create_task(run_load(fleet.url, rate=20, duration=120, sessions=4, tool="ping", stop=done))
     await asyncio.sleep(0.3)
     try:
         mid, result, samples = await restart_watching(temporal_client, task_queue, fleet, crash_w2_once_it_is_checked,
-                                                      config=flaky, settle_s=2.0)
+                                                      config=flaky, settle_s=2.5, health_timeout_s=10.0)
     finally:
         done.set()
         report = await load
@@ -350,6 +356,31 @@ async def test_a_worker_killed_mid_restart_is_replaced_and_the_restart_completes
     assert max(attempts) >= 2, "no activity was retried: the kill came too late to prove anything"
     # the retried restart found w2 on the new config already and did not restart it a second time
     assert {k: v - restarts_before[k] for k, v in (await restarts()).items()} == {"w1": 1, "w2": 1, "w3": 1}
+
+
+async def test_a_cancelled_restart_puts_every_instance_back(temporal_client, task_queue, fleet, store_url):
+    before = await versions(fleet)
+    v11 = fleet_config("fleet_adapters.CounterAdapter", "v11", store_url)
+    done = asyncio.Event()
+    load = asyncio.create_task(run_load(fleet.url, rate=20, duration=120, sessions=4, tool="ping", stop=done))
+    try:
+        inp = RollingRestartInput(fleet=fleet.url, driver="local", config=v11, **{**FAST, "settle_s": 1.5})
+        handle = await api.start_rolling_restart(temporal_client, inp, task_queue=task_queue)
+        deadline = asyncio.get_running_loop().time() + 60
+        while {i.id: i.state for i in await fleet.list_instances()}["w2"] != "restarting":
+            assert asyncio.get_running_loop().time() < deadline, "w2 was never seen restarting"
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        result = await asyncio.wait_for(api.wait_for_rolling_restart(handle), 120)
+    finally:
+        done.set()
+        report = await load
+    assert result.status == "rolled_back" and result.failed_instance == "w2", result
+    assert result.error == "the rolling restart was cancelled while restarting w2" and result.error_type == "Cancelled"
+    assert result.rolled_back[-1] == "w1", result
+    assert report.errors == 0, report.error_kinds
+    health = await fleet.health()
+    assert health.status == "ok" and health.migration is None and await versions(fleet) == before
 
 
 async def test_a_saved_completed_history_replays() -> None:
