@@ -215,3 +215,56 @@ async def test_a_worker_with_another_major_version_refuses_to_resume_the_run(tem
     assert "refuses" in result.error
     # Its rollback is refused too (the new major cannot read 1.x checkpoints); a 1.x worker undid it afterwards.
     assert result.status == "rollback_failed" and not result.rolled_back
+
+
+# -- the command line ---------------------------------------------------------
+
+
+def cli(temporal_env, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    address = temporal_env.client.service_client.config.target_host
+    env = {**os.environ, "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", "extensions", *args, "--address", address],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+async def test_cli_dry_run_run_and_rollback(temporal_env, tmp_path, sqlite_url):
+    recs = await fill(sqlite_url, 120)
+    before = await store_bytes(sqlite_url)
+    (tmp_path / "params.json").write_text(json.dumps({"store": sqlite_url, "from_key": "tier", "to_key": "plan"}))
+    dry = await asyncio.to_thread(cli, temporal_env, tmp_path, "run", "rekey-sessions", "--params", f"@{tmp_path}/params.json", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    out = json.loads(dry.stdout)
+    live_now = [r for r in recs if not is_expired(r, time.time())]
+    assert (out["status"], out["plan"]["to_change"], out["changed"]) == ("dry_run", len(live_now), 0)
+    assert await store_bytes(sqlite_url) == before
+
+    done = await asyncio.to_thread(cli, temporal_env, tmp_path, "run", "rekey-sessions", "--params", f"@{tmp_path}/params.json", "--id", f"cli-{uuid.uuid4().hex[:6]}")
+    assert done.returncode == 0, done.stderr
+    assert "COMPLETED" in done.stdout and f"{len(live_now)} changed" in done.stdout and "verified: OK" in done.stdout
+    run_id = done.stdout.split()[2]
+    undo = await asyncio.to_thread(cli, temporal_env, tmp_path, "rollback", run_id, "--json")
+    assert undo.returncode == 0, undo.stderr
+    assert json.loads(undo.stdout)["restored"] == len(live_now)
+    assert await store_bytes(sqlite_url) == before
+
+
+async def test_cli_bad_input_exits_2_with_a_clear_message_and_writes_nothing(temporal_env, tmp_path, sqlite_url):
+    recs = await fill(sqlite_url, 10, expired_fraction=0)
+    async with open_store(sqlite_url) as s:
+        await s.write_many([{**recs[0], "metadata": {**recs[0]["metadata"], "plan": "held"}}])
+    before = await store_bytes(sqlite_url)
+    params = json.dumps({"store": sqlite_url, "from_key": "tier", "to_key": "plan"})
+    clash = await asyncio.to_thread(cli, temporal_env, tmp_path, "run", "rekey-sessions", "--params", params, "--json")
+    assert clash.returncode == 2, clash.stderr
+    out = json.loads(clash.stdout)
+    assert out["error_type"] == "ExtensionInvalid" and "already have a metadata key 'plan'" in out["error"]
+    missing = await asyncio.to_thread(cli, temporal_env, tmp_path, "run", "rekey-sessions", "--params", f"@{tmp_path}/nope.json")
+    assert missing.returncode == 2 and "cannot read --params file" in missing.stderr
+    unbound = await asyncio.to_thread(cli, temporal_env, tmp_path, "run", "rekey-sessions", "--params", '{"store": "${prod}", "from_key": "a", "to_key": "b"}')
+    assert unbound.returncode == 2 and "params.store: ${prod} is not bound" in unbound.stderr
+    for proc in (clash, missing, unbound):
+        assert "Traceback" not in proc.stderr
+    assert await store_bytes(sqlite_url) == before
