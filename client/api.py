@@ -228,6 +228,7 @@ async def describe(client: Client, migration_id: str) -> dict[str, Any]:
 # The progress and result models of workflow types other than SessionMigration.
 _MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "RollingRestart": (RollingRestartProgress, RollingRestartResult),
+    "ConfigMigration": (MigrationProgress, ConfigMigrationResult),
     "CustomMigration": (ExtensionProgress, CustomMigrationResult),
 }
 

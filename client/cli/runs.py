@@ -19,6 +19,7 @@ from client.cli.sessions import render, report_result
 from client.connect import TASK_QUEUE
 from client.embedded import ensure_client, server_command, worker_while_waiting
 from workflows.fleet_models import RollingRestartResult
+from workflows.config_migration import ConfigMigrationResult
 from workflows.session_models import MigrationProgress, SessionMigrationResult
 
 Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
@@ -78,6 +79,11 @@ async def _status(migration_id: str, watch: bool, address: str | None, json_out:
         return report_result(result, json_out)
     if watch and info["type"] == "SessionMigration" and info.get("result"):  # ended before the watch began
         return report_result(SessionMigrationResult.model_validate(info["result"]), json_out)
+    if info["type"] == "ConfigMigration" and info.get("result") and not json_out:
+        from client.cli import config
+
+        config.report(ConfigMigrationResult.model_validate(info["result"]), json_out)
+        return 0
     if json_out:
         emit_json(info)
     elif info["status"] == "running":
@@ -114,13 +120,25 @@ async def _restart_status(client: Any, info: dict[str, Any], watch: bool, json_o
 
 
 @app.command("rollback")
-def rollback(migration_id: Annotated[str, typer.Argument(help="the migration id")], address: Address = None, json_out: Json = False) -> int:
-    """Undo a migration: a running one stops and compensates; a completed one is undone from its journal."""
-    return run(_rollback(migration_id, address, json_out))
+def rollback(
+    migration_id: Annotated[str, typer.Argument(help="the migration id")],
+    force: Annotated[bool, typer.Option("--force", help="config: restore even files edited since the migration")] = False,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Undo a migration: a running one stops and compensates; a completed one is undone (sessions from
+    their journal, config files from their backup)."""
+    return run(_rollback(migration_id, force, address, json_out))
 
 
-async def _rollback(migration_id: str, address: str | None, json_out: bool) -> int:
+async def _rollback(migration_id: str, force: bool, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
+    info = await api.describe(client, migration_id)
+    if info["type"] == "ConfigMigration":
+        from client.cli import config
+
+        async with worker_while_waiting(client):
+            return config.report(await config.rollback_config(client, migration_id, force, info["task_queue"]), json_out)
     handle = await api.request_rollback(client, migration_id)
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal) as view:

@@ -191,3 +191,21 @@ async def test_an_id_already_running_is_bad_input(env, tmp_path) -> None:
             await start_config_workflow(env.client, {"path": str(tmp_path), "to_version": "0.10"}, mid, task_queue=queue)
     finally:
         await handle.terminate("test over")
+
+
+def test_top_level_rollback_and_status_dispatch_to_a_config_migration(env, corpus, tmp_path, monkeypatch, capsys) -> None:
+    from client.cli import main
+
+    monkeypatch.setenv("SNAKEPIT_MIGRATE_HOME", str(tmp_path / "home"))
+    address = env.client.service_client.config.target_host
+    folder = corpus("v0_8")
+    before = snapshot(folder)
+    mid = f"cfg-{uuid.uuid4().hex[:6]}"
+    assert main(["config", "migrate", str(folder), "--to", "0.10", "--address", address, "--json", "--id", mid]) == 0
+    capsys.readouterr()
+    assert main(["status", mid, "--address", address, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["type"] == "ConfigMigration" and info["status"] == "completed" and info["result"]["to_version"] == "0.10"
+    assert main(["rollback", mid, "--address", address, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "rolled_back"
+    assert snapshot(folder) == before
