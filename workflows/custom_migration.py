@@ -137,10 +137,9 @@ class CustomMigrationWorkflow:
 
         saga.add("rollback_extension", lambda: self._rollback(step, result))
         self._set_phase("applying")
-        cursor = await self._apply(inp, step)
-        result.done = cursor.applied.done if cursor.applied else 0
-        result.changed = cursor.applied.changed if cursor.applied else 0
-        result.checkpoints, result.apply_resumes = cursor.checkpoints, cursor.resumes
+        cursor = await self._apply(inp, step, result)
+        if cursor.applied:
+            result.done, result.changed = cursor.applied.done, cursor.applied.changed
         self._check_rollback_request()
         if inp.verify:
             self._set_phase("verifying")
@@ -153,7 +152,8 @@ class CustomMigrationWorkflow:
                     f"verification failed: {'; '.join(report.problems[:10])}", type="VerificationFailed", non_retryable=True
                 )
 
-    async def _apply(self, inp: CustomMigrationInput, step: StepInput) -> ApplyCursor:
+    async def _apply(self, inp: CustomMigrationInput, step: StepInput, result: CustomMigrationResult) -> ApplyCursor:
+        """Apply slice by slice; the result holds the figures of the last slice, also if a later one fails."""
         cursor = ApplyCursor()
         self._apply_started = workflow.now().timestamp()
         while not cursor.finished:
@@ -165,6 +165,9 @@ class CustomMigrationWorkflow:
                 **_SLICE,
             )
             self._record_progress(cursor)
+            if cursor.progress is not None:
+                result.done, result.changed = cursor.progress.done, cursor.progress.changed
+            result.checkpoints, result.apply_resumes = cursor.checkpoints, cursor.resumes
         return cursor
 
     async def _rollback(self, step: StepInput, result: CustomMigrationResult) -> int:

@@ -85,12 +85,13 @@ async def test_a_failure_in_apply_rolls_back_to_the_exact_bytes(temporal_client,
     result = await run(
         temporal_client, task_queue, extension="rekey-sessions",
         params={"store": sqlite_url, "from_key": "tier", "to_key": "plan", "batch_size": 20},
-        fail_after_checkpoints=5,
+        fail_after_checkpoints=5, slice_seconds=0.05, max_per_second=200,
     )  # fmt: skip
     assert result.status == "rolled_back" and result.rolled_back
     assert result.error_type == "InjectedFailure" and result.failed_phase == "applying"
     first_five_batches = sorted(recs, key=lambda r: r["id"])[:100]
     assert result.restored == len(live_in(first_five_batches)) > 0  # every session renamed before the failure
+    assert result.checkpoints >= 2 and 0 < result.changed <= result.restored  # figures as of the last finished slice
     assert await store_bytes(sqlite_url) == before
 
 
