@@ -30,6 +30,11 @@ def migrate(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=10_000, help="sessions per batch")] = 500,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="read and count everything, write nothing")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace target sessions with the same id")] = False,
+    zero_downtime: Annotated[
+        bool, typer.Option("--zero-downtime", help="the source serves live traffic: dual writes, backfill, switch, soak")
+    ] = False,
+    soak: Annotated[float, typer.Option("--soak", min=0, help="zero downtime: seconds reads come from the target before finalizing")] = 60.0,
+    fleet: Annotated[Optional[str], typer.Option("--fleet", help="a fleet (front URL) whose health shows this migration")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="start it and return its id at once")] = False,
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
     address: Address = None,
@@ -41,7 +46,10 @@ def migrate(
     exactly. Exit 0 on success, 1 if the migration failed (rolled back or
     not), 2 on bad input.
     """
-    inp = SessionMigrationInput(source=source, target=target, batch_size=batch_size, dry_run=dry_run, overwrite=overwrite)
+    inp = SessionMigrationInput(
+        source=source, target=target, batch_size=batch_size, dry_run=dry_run, overwrite=overwrite,
+        zero_downtime=zero_downtime, soak_seconds=soak, fleet=fleet,
+    )  # fmt: skip
     run(_check_urls(source, target))
     return run(_migrate(inp, migration_id, no_wait, address, json_out))
 

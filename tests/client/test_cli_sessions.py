@@ -123,3 +123,18 @@ def test_no_wait_starts_a_background_worker_and_status_watch_follows_to_the_end(
     finally:
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), 9)
+
+
+async def test_zero_downtime_from_the_cli_leaves_the_source_routed_to_the_target(cli, tmp_path, sqlite_url, pg_url):
+    from deployment.sessions.router import read_routing
+
+    recs = make_snapshot(tmp_path / "in.jsonl", 200, expired_fraction=0.0)
+    async with open_store(sqlite_url) as source:
+        await source.write_many(recs)
+    code, out, err = cli("sessions", "migrate", "--from", sqlite_url, "--to", pg_url, "--zero-downtime", "--soak", "0", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["status"] == "completed", err
+    assert result["sessions_copied"] == 200 and result["source_digest"] == result["target_digest"]
+    async with open_store(sqlite_url) as source:
+        state = await read_routing(source)
+    assert state.mode == "target" and state.target == pg_url and state.migration_id == result["migration_id"]
