@@ -216,10 +216,11 @@ class RollingRestartWorkflow:
         await self._step("undraining", iid, mark=True)
         await self._act(FleetActivities.undrain_instance, InstanceInput(fleet=inp.spec, instance_id=iid))
 
-    async def _wait_healthy(self, iid: str, version: str) -> None:
+    async def _wait_healthy(self, iid: str, version: str, report_step: bool = True) -> None:
         inp = self._inp
         assert inp is not None
-        await self._step("checking_health", iid, mark=True)
+        if report_step:
+            await self._step("checking_health", iid, mark=True)
         await self._act(
             FleetActivities.wait_instance_healthy,
             WaitHealthyInput(
@@ -253,7 +254,7 @@ class RollingRestartWorkflow:
             _waiting(inp.health_timeout_s + inp.settle_s),
             attempts=5,
         )  # fmt: skip
-        await self._wait_healthy(snap.id, snap.config_version)
+        await self._wait_healthy(snap.id, snap.config_version, report_step=False)
         await self._act(FleetActivities.undrain_instance, InstanceInput(fleet=inp.spec, instance_id=snap.id), attempts=10)
         return back
 
