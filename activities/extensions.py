@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_errors
 from deployment.extensions.base import (
+    AuditWriter,
     ExtensionContext,
     ExtensionError,
     LogAudit,
@@ -72,14 +73,19 @@ def prepare(cls: type[MigrationExtension], inp: StepInput) -> tuple[MigrationExt
 class ExtensionActivities:
     """Extension steps; ``loader`` resolves a name or module:Class reference to the installed class."""
 
-    def __init__(self, loader: Callable[[str], type[MigrationExtension]] = load_extension) -> None:
+    def __init__(
+        self,
+        loader: Callable[[str], type[MigrationExtension]] = load_extension,
+        audit: Callable[..., AuditWriter] = LogAudit,
+    ) -> None:
         self._loader = loader
+        self._audit = audit  # called with run_id, extension and version: the fields of every entry
 
     def _context(self, cls: type[MigrationExtension], inp: StepInput) -> ExtensionContext:
         return ExtensionContext(
             run_id=inp.migration_id,
             bindings=dict(inp.bindings),
-            audit=LogAudit(run_id=inp.migration_id, extension=cls.name, version=cls.version),
+            audit=self._audit(run_id=inp.migration_id, extension=cls.name, version=cls.version),
             throttle=Throttle(inp.max_per_second),
             log=logging.getLogger(f"snakepit_migrate.extensions.{cls.name}"),
             dry_run=inp.dry_run,
