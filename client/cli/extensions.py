@@ -19,7 +19,7 @@ from client.embedded import ensure_client, worker_while_waiting
 from deployment.errors import BadInput
 from deployment.extensions.base import resolve_bindings
 from deployment.extensions.registry import load_extension
-from workflows.extension_models import CustomMigrationInput, CustomMigrationResult
+from workflows.extension_models import CustomMigrationInput, CustomMigrationResult, ExtensionProgress
 
 extensions_app = typer.Typer(help="Custom migrations: list the registered extensions and run one with rollback.")
 app.add_typer(extensions_app, name="extensions")
@@ -174,3 +174,38 @@ async def _rollback(migration_id: str, address: str | None, json_out: bool) -> i
     if result.status == "rolled_back":
         result.error = None  # a requested rollback that completed is a success of this command
     return report_result(result, json_out)
+
+
+@extensions_app.command("status")
+def status(
+    migration_id: Annotated[str, typer.Argument(help="the custom migration's id")],
+    watch: Annotated[bool, typer.Option("--watch", help="follow it live until it ends")] = False,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Where a custom migration stands: phase, progress and extension version, or its result."""
+    return run(_status(migration_id, watch, address, json_out))
+
+
+async def _status(migration_id: str, watch: bool, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    info = await api.describe(client, migration_id)
+    if info["type"] != "CustomMigration":
+        raise BadInput(f"{migration_id} is a {info['type']}, not a custom migration", hint=f"use: snakepit-migrate status {migration_id}")
+    if watch and info["status"] == "running":
+        handle = client.get_workflow_handle(migration_id)
+        async with worker_while_waiting(client, handle):
+            with ProgressView(quiet=json_out and not err.is_terminal, unit="items") as view:
+                return report_result(await api.wait_for_custom_migration(handle, view), json_out)
+    if json_out:
+        emit_json(info)
+    elif info["status"] == "running":
+        p = ExtensionProgress.model_validate(info["progress"])
+        eta = f", ETA {p.eta_s:.0f} s" if p.eta_s is not None else ""
+        out.print(f"{migration_id} ({p.extension or '?'} {p.version or ''}): running, phase {p.phase}, "
+                  f"{p.done}/{p.total} ({p.rate_per_s:,.0f}/s{eta}) {p.message}")  # fmt: skip
+    elif info.get("result"):
+        out.print(render(CustomMigrationResult.model_validate(info["result"])))
+    else:
+        out.print(f"{migration_id}: {info['status']}")
+    return 0

@@ -246,6 +246,8 @@ async def test_cli_dry_run_run_and_rollback(temporal_env, tmp_path, sqlite_url):
     assert done.returncode == 0, done.stderr
     assert "COMPLETED" in done.stdout and f"{len(live_now)} changed" in done.stdout and "verified: OK" in done.stdout
     run_id = done.stdout.split()[2]
+    shown = await asyncio.to_thread(cli, temporal_env, tmp_path, "status", run_id, "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["result"]["changed"] == len(live_now)
     undo = await asyncio.to_thread(cli, temporal_env, tmp_path, "rollback", run_id, "--json")
     assert undo.returncode == 0, undo.stderr
     assert json.loads(undo.stdout)["restored"] == len(live_now)
