@@ -132,16 +132,11 @@ class RollingRestartWorkflow:
 
     async def _roll(self, inp: RollingRestartInput, result: RollingRestartResult, saga: Saga) -> None:
         await self._step("validating")
-        new = await workflow.execute_activity_method(
-            FleetActivities.load_fleet_config,
-            LoadConfigInput(config_path=inp.config_path, config=inp.config, pool=inp.pool),
-            retry_policy=_retry(3),
-            **_QUICK,
+        new: FleetConfig = await self._act(
+            FleetActivities.load_fleet_config, LoadConfigInput(config_path=inp.config_path, config=inp.config, pool=inp.pool)
         )
         result.config_version = new.config_version
-        fleet = await workflow.execute_activity_method(
-            FleetActivities.list_fleet_instances, FleetInput(fleet=inp.spec), retry_policy=_retry(3), **_QUICK
-        )
+        fleet: FleetSnapshot = await self._act(FleetActivities.list_fleet_instances, FleetInput(fleet=inp.spec))
         chosen = self._choose(inp, fleet)
         result.instances = [
             InstanceOutcome(
@@ -153,11 +148,9 @@ class RollingRestartWorkflow:
         self._progress.total = len(chosen)
         if inp.dry_run:
             return
-        for outcome in result.instances:
+        for n, (snap, outcome) in enumerate(zip(chosen, result.instances)):
             if outcome.outcome == "would_restart":
                 outcome.outcome = "pending"
-        for n, (snap, outcome) in enumerate(zip(chosen, result.instances)):
-            if outcome.outcome == "pending":
                 started = workflow.now().timestamp()
                 # The undo of this instance is registered before it leaves service.
                 saga.add(f"restore {snap.id}", lambda snap=snap: self._restore(snap))
