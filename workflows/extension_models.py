@@ -33,7 +33,7 @@ class CustomMigrationInput(BaseModel):
     )
     rollback_of: str | None = Field(None, description="roll back the run with this id (its journal) instead of applying")
     version: str | None = Field(
-        None, description="with rollback_of: the extension version that run recorded (another major is refused)"
+        None, description="the version required (another major is refused); with rollback_of, the one that run recorded"
     )
 
 

@@ -11,13 +11,19 @@ import sys
 import time
 import uuid
 
+from pathlib import Path
+
 import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
 
 from client import api
+from client.connect import client_options
 from deployment.extensions.rekey import renamed, with_prefix
 from deployment.sessions.record import canonical_bytes, is_expired
 from deployment.sessions.stores import open_store
 from tests.deployment.extensions.helpers import fill, install_package, store_bytes
+from workflows import all_workflows
 from workflows.extension_models import CustomMigrationInput, ExtensionProgress
 
 
@@ -271,3 +277,19 @@ async def test_cli_bad_input_exits_2_with_a_clear_message_and_writes_nothing(tem
     for proc in (clash, missing, unbound):
         assert "Traceback" not in proc.stderr
     assert await store_bytes(sqlite_url) == before
+
+
+# -- saved histories ------------------------------------------------------------
+
+HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("custom_*.json"))
+
+
+def test_every_outcome_has_a_saved_history():
+    assert {p.stem for p in HISTORIES} == {"custom_completed", "custom_rolled_back", "custom_dry_run", "custom_rollback_of"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_saved_history_replays(path: Path):
+    replayer = Replayer(workflows=all_workflows(), **client_options())
+    result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()), raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
