@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 
 from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
 from client.cli.progress import ProgressView
 from client.embedded import ensure_client, worker_while_waiting
+from deployment.errors import BadInput
 from deployment.fleet import open_fleet
 from deployment.pool.config import parse_pool_config, read_config_file
 from workflows.fleet_models import RollingRestartInput, RollingRestartResult
@@ -53,10 +55,13 @@ def restart(
     if driver is not None and driver not in ("local", "http", "command"):
         raise typer.BadParameter(f"--driver must be local, http or command, not {driver!r}")
     parse_pool_config(read_config_file(config))  # a config the fleet cannot load is refused here (exit 2)
-    inp = RollingRestartInput(
-        fleet=fleet, driver=driver, config_path=str(config.resolve()), instances=instance or None,  # type: ignore[arg-type]
-        drain_timeout_s=drain_timeout, health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run,
-    )  # fmt: skip
+    try:
+        inp = RollingRestartInput(
+            fleet=fleet, driver=driver, config_path=str(config.resolve()), instances=instance or None,  # type: ignore[arg-type]
+            drain_timeout_s=drain_timeout, health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise BadInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     open_fleet(inp.spec)  # an unknown fleet spec is refused here (exit 2)
     return run(_restart(inp, migration_id, address, json_out))
 

@@ -426,6 +426,11 @@ async def test_cli_dry_run_then_bad_inputs_exit_2_and_change_nothing(cli, fleet,
     not_dotted.write_text(json.dumps(fleet_config("fleet_adapters:CounterAdapter", "bad", store_url)))
     code, out, err = await cli("fleet", "restart", "--fleet", fleet.url, "--config", str(not_dotted), "--json")
     assert (code, out) == (2, "") and "is not a dotted Python path" in err
+    code, out, err = await cli("fleet", "restart", "--fleet", fleet.url, "--config", str(v5), "--instance", "w1",
+                               "--instance", "w1")
+    assert (code, out) == (2, "") and "without repeats" in err and "internal error" not in err
+    code, out, err = await cli("fleet", "restart", "--fleet", fleet.url, "--config", str(v5), "--driver", "ssh")
+    assert (code, out) == (2, "") and "--driver must be local, http or command" in err
 
     code, out, err = await cli("fleet", "restart", "--fleet", "http://127.0.0.1:9", "--config", str(v5), "--json")
     assert code == 2 and "did not answer" in json.loads(out)["error"], out
