@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from bench.common import start_dev_server  # noqa: E402
 from client import api  # noqa: E402
 from client.connect import client_options  # noqa: E402
 from client.paths import temporal_cli  # noqa: E402
@@ -40,9 +41,7 @@ PG = os.environ.get("SNAKEPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/te
 
 
 async def main(sessions: int, rate: float, seconds: float) -> dict:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(), dev_server_stdout=subprocess.DEVNULL, **client_options()
-    )
+    env = await start_dev_server()
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     table = f"bench_{uuid.uuid4().hex[:8]}"
     target = f"{PG}?table={table}"
