@@ -364,7 +364,7 @@ async def test_a_cancelled_restart_puts_every_instance_back(temporal_client, tas
     done = asyncio.Event()
     load = asyncio.create_task(run_load(fleet.url, rate=20, duration=120, sessions=4, tool="ping", stop=done))
     try:
-        inp = RollingRestartInput(fleet=fleet.url, driver="local", config=v11, **{**FAST, "settle_s": 1.5})
+        inp = RollingRestartInput(fleet=fleet.url, driver="http", config=v11, **{**FAST, "settle_s": 1.5})
         handle = await api.start_rolling_restart(temporal_client, inp, task_queue=task_queue)
         deadline = asyncio.get_running_loop().time() + 60
         while {i.id: i.state for i in await fleet.list_instances()}["w2"] != "restarting":
@@ -381,6 +381,42 @@ async def test_a_cancelled_restart_puts_every_instance_back(temporal_client, tas
     assert report.errors == 0, report.error_kinds
     health = await fleet.health()
     assert health.status == "ok" and health.migration is None and await versions(fleet) == before
+
+
+HOOKS = """
+list = '''curl -s --fail-with-body {url}/admin/instances'''
+drain = '''curl -s --fail-with-body -X POST {url}/admin/instances/$SNAKEPIT_INSTANCE/drain'''
+wait_idle = '''curl -s --fail-with-body -X POST -d '{{"timeout": '$SNAKEPIT_TIMEOUT'}}' {url}/admin/instances/$SNAKEPIT_INSTANCE/wait-idle'''
+restart = '''python3 -c 'import json, os; print(json.dumps({{"config": json.load(open(os.environ["SNAKEPIT_CONFIG_FILE"])), "settle": float(os.environ["SNAKEPIT_SETTLE"])}}))' | curl -s --fail-with-body --data-binary @- {url}/admin/instances/$SNAKEPIT_INSTANCE/restart'''
+undrain = '''curl -s --fail-with-body -X POST {url}/admin/instances/$SNAKEPIT_INSTANCE/undrain'''
+config = '''curl -s --fail-with-body {url}/admin/instances/$SNAKEPIT_INSTANCE/config | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["config"]))' '''
+set_migration = '''python3 -c 'import json, os; print(json.dumps({{"id": os.environ["SNAKEPIT_MIGRATION_ID"], "phase": os.environ["SNAKEPIT_MIGRATION_PHASE"]}}))' | curl -s --fail-with-body -X PUT --data-binary @- {url}/admin/migration'''
+clear_migration = '''curl -s --fail-with-body -X DELETE {url}/admin/migration'''
+timeout = 60
+"""
+
+
+async def test_the_command_driver_runs_it_through_operator_hooks(temporal_client, task_queue, fleet, fleet_dir,
+                                                                  store_url):
+    hooks = fleet_dir / "hooks.toml"
+    hooks.write_text(HOOKS.format(url=fleet.url))
+    v12 = fleet_config("fleet_adapters.CounterAdapterV2", "v12", store_url)
+    inp = RollingRestartInput(fleet=str(hooks), driver="command", config=v12, **FAST)
+    handle = await api.start_rolling_restart(temporal_client, inp, task_queue=task_queue)
+    marks: set[str] = set()
+
+    async def sample(progress: RollingRestartProgress) -> None:
+        mark = (await fleet.health()).migration
+        if mark is not None:
+            marks.add(mark.phase)
+
+    result = await api.wait_for_rolling_restart(handle, sample, poll_s=0.1)
+    assert result.status == "completed" and result.restarted == 3, result.error
+    assert result.fleet == f"command:{hooks}"
+    assert "rolling_restart: restarting w2" in marks, marks  # the set_migration hook reported the phases
+    health = await fleet.health()
+    assert health.status == "ok" and health.migration is None
+    assert {(i.state, i.config_version) for i in health.instances} == {("serving", "v12")}
 
 
 async def test_a_saved_completed_history_replays() -> None:
