@@ -69,9 +69,14 @@ class RekeyParams(BaseModel):
         return self
 
 
+def _meta(rec: Record) -> dict:
+    meta = rec.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
 def renamed(rec: Record, from_key: str, to_key: str) -> Record | None:
     """The record with metadata ``from_key`` renamed ``to_key``, or None when it has no ``from_key``."""
-    meta = rec.get("metadata") or {}
+    meta = _meta(rec)
     if from_key not in meta:
         return None
     new_meta = {k: v for k, v in meta.items() if k != from_key}
@@ -131,7 +136,7 @@ class RekeySessions(MigrationExtension):
             if target is not None:
                 found += sorted(await target.read_many([r["id"] for r in live]))
             else:
-                found += [r["id"] for r in live if params.from_key in r["metadata"] and params.to_key in r["metadata"]]
+                found += [r["id"] for r in live if params.from_key in _meta(r) and params.to_key in _meta(r)]
         return found
 
     async def plan(self, params: RekeyParams, ctx: ExtensionContext) -> Plan:
@@ -142,7 +147,7 @@ class RekeySessions(MigrationExtension):
                 alive = [r for r in batch if not is_expired(r, now)]
                 total += len(batch)
                 live += len(alive)
-                to_change += len(alive) if params.to_prefix else sum(1 for r in alive if params.from_key in r["metadata"])
+                to_change += len(alive) if params.to_prefix else sum(1 for r in alive if params.from_key in _meta(r))
             if params.to_prefix:
                 target = redact_url(with_prefix(params.store, params.to_prefix))
                 summary = f"move {to_change} live session(s) of {store.display} to prefix {params.to_prefix!r}"
@@ -187,6 +192,7 @@ class RekeySessions(MigrationExtension):
                 await throttle(len(batch))
                 if cursor is None:
                     break
+            changed = await journal_count(target or store, ctx.run_id)  # exact, also after a crash mid-batch
         ctx.audit("rekey.applied", store=redact_url(params.store), scanned=done, changed=changed)
         return Applied(done=done, changed=changed)
 
@@ -219,7 +225,7 @@ class RekeySessions(MigrationExtension):
                     break
             if params.to_prefix is None:
                 still = [r["id"] async for batch in store.iter_records(params.batch_size) for r in batch
-                         if params.from_key in r["metadata"] and not is_expired(r, time.time())]  # fmt: skip
+                         if params.from_key in _meta(r) and not is_expired(r, time.time())]  # fmt: skip
                 if still:
                     problems.append(f"{len(still)} live session(s) still have key {params.from_key!r}: {', '.join(still[:SAMPLE])}")
         return Verification(ok=not problems, checked=checked, problems=problems)
