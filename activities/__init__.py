@@ -17,11 +17,13 @@ def _bound_activities(obj: object) -> list[Callable[..., Any]]:
 
 def all_activities() -> list[Callable[..., Any]]:
     """Every activity the worker registers, bound to one instance per class."""
+    from activities.adapters import AdapterActivities
     from activities.config_files import ConfigFileActivities
     from activities.extensions import ExtensionActivities
     from activities.fleet import FleetActivities
     from activities.session_routing import SessionRoutingActivities
     from activities.sessions import SessionActivities
 
-    instances: list[object] = [SessionActivities(), SessionRoutingActivities(), ConfigFileActivities(), FleetActivities(), ExtensionActivities()]
+    instances: list[object] = [SessionActivities(), SessionRoutingActivities(), ConfigFileActivities(), FleetActivities(), ExtensionActivities(),
+                                 AdapterActivities()]
     return [fn for obj in instances for fn in _bound_activities(obj)]

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.connect import TASK_QUEUE
 from deployment.errors import BadInput, NotFound
+from workflows.adapter_models import AdapterMigrationInput, AdapterMigrationProgress, AdapterMigrationResult
 from workflows.extension_models import CustomMigrationInput, CustomMigrationResult, ExtensionProgress
 from workflows.config_migration import ConfigMigrationResult
 from workflows.fleet_models import RollingRestartInput, RollingRestartProgress, RollingRestartResult
@@ -124,6 +125,28 @@ async def wait_for_rolling_restart(
     """Wait for a rolling restart's result (also when it failed or was rolled back), reporting progress."""
     return await wait_for_result(
         handle, on_progress, poll_s, result_type=RollingRestartResult, progress_type=RollingRestartProgress
+    )
+
+
+async def start_adapter_migration(
+    client: Client, inp: AdapterMigrationInput, migration_id: str | None = None, task_queue: str = TASK_QUEUE
+) -> WorkflowHandle[Any, Any]:
+    """Start the ``AdapterMigration`` workflow (custom adapter → generic adapter); the migration id is its workflow id."""
+    return await client.start_workflow(
+        "AdapterMigration",
+        inp.model_dump(exclude_defaults=True),
+        id=migration_id or new_migration_id("adapter"),
+        task_queue=task_queue,
+        result_type=AdapterMigrationResult,
+    )
+
+
+async def wait_for_adapter_migration(
+    handle: WorkflowHandle[Any, Any], on_progress: ProgressCallback | None = None, poll_s: float = 0.5
+) -> AdapterMigrationResult:
+    """Wait for an adapter migration's result (also when it failed or was rolled back), reporting progress."""
+    return await wait_for_result(
+        handle, on_progress, poll_s, result_type=AdapterMigrationResult, progress_type=AdapterMigrationProgress
     )
 
 
@@ -230,6 +253,7 @@ _MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "RollingRestart": (RollingRestartProgress, RollingRestartResult),
     "ConfigMigration": (MigrationProgress, ConfigMigrationResult),
     "CustomMigration": (ExtensionProgress, CustomMigrationResult),
+    "AdapterMigration": (AdapterMigrationProgress, AdapterMigrationResult),
 }
 
 
@@ -266,6 +290,13 @@ async def request_rollback(client: Client, migration_id: str) -> WorkflowHandle[
             f"{migration_id} is a rolling restart: a failed one rolled itself back, and a completed one is "
             "undone by restarting onto the previous config",
             hint="snakepit-migrate fleet restart --fleet URL --config PREVIOUS_CONFIG",
+        )
+    if info["type"] == "AdapterMigration":
+        raise BadInput(
+            f"{migration_id} is an adapter migration: a failed one restored its config and its fleet itself, and a "
+            "completed one is undone by putting its backed-up pool config back and restarting the fleet onto it",
+            hint=f"the backup's path is under result.backup in: snakepit-migrate status {migration_id} --json; then "
+            "snakepit-migrate fleet restart --fleet URL --config THAT_BACKUP",
         )
     handle = client.get_workflow_handle(migration_id, result_type=SessionMigrationResult)
     if info["status"] == "running":

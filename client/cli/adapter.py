@@ -9,8 +9,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from client import api
 from client.cli import app
-from client.cli.common import emit_json, out
+from client.cli.common import emit_json, err, out, run
+from client.cli.progress import ProgressView
+from client.embedded import ensure_client, worker_while_waiting
 from deployment.adapters.analyzer import analyze_path
 from deployment.adapters.equivalence import EquivalenceReport, Limits, Tolerance, read_cases, read_records, verify
 from deployment.adapters.errors import GenericConfigError
@@ -18,6 +21,8 @@ from deployment.adapters.generic import GenericConfig
 from deployment.adapters.model import AnalysisReport
 from deployment.adapters.proposal import propose_config
 from deployment.errors import BadInput
+from deployment.fleet import open_fleet
+from workflows.adapter_models import AdapterMigrationInput, AdapterMigrationResult
 
 adapter_app = typer.Typer(help="Analyze custom Python adapters and prove their generic-adapter mapping equivalent.")
 app.add_typer(adapter_app, name="adapter")
@@ -95,6 +100,116 @@ def verify_cmd(
     else:
         out.print(render_verify(result, write_config), markup=False, highlight=False)
     return 0 if result.ok else 1
+
+
+@adapter_app.command("migrate")
+def migrate(
+    path: SourcePath,
+    fleet: Annotated[str, typer.Option("--fleet", help="the fleet front URL (or local:URL, command:HOOKS)")],
+    config: Annotated[Path, typer.Option("--config", help="the pool config the fleet runs (.json, .yaml, .toml); rewritten")],
+    traffic: Annotated[Optional[str], typer.Option("--traffic", help="JSONL of calls the fleet recorded (checked, then replayed live)")] = None,
+    samples: Annotated[Optional[str], typer.Option("--samples", help='JSONL of {"tool": ..., "arguments": {...}} to check')] = None,
+    generic: Annotated[Optional[str], typer.Option("--generic", help="roll out this generic configuration (JSON) instead of the proposed one")] = None,
+    generic_path: Annotated[Optional[str], typer.Option("--write-generic", help="where to write the generic configuration (default: generic-adapter.json next to --config)")] = None,
+    pool: Annotated[Optional[str], typer.Option("--pool", help="the config's pool the fleet runs (default: its first)")] = None,
+    accept: Annotated[Optional[list[str]], typer.Option("--accept-mismatch", help="migrate this tool despite mismatches (repeatable)")] = None,
+    examples: Annotated[int, typer.Option("--examples", min=0, max=10_000, help="inputs generated per tool from its annotations")] = 50,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=3600, help="seconds each side of the check may take per tool")] = 30.0,
+    drain_timeout: Annotated[float, typer.Option("--drain-timeout", min=0.1, max=600, help="seconds in-flight requests may take")] = 30.0,
+    health_timeout: Annotated[float, typer.Option("--health-timeout", min=0.1, max=600, help="seconds a restarted instance may take to be healthy")] = 60.0,
+    settle: Annotated[float, typer.Option("--settle", min=0, max=600, help="seconds it must then stay healthy")] = 2.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="analyze and verify, report, change nothing")] = False,
+    migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
+    json_out: Json = False,
+) -> int:
+    """Move a running fleet from its custom adapter to the generic adapter, proven equivalent before and after.
+
+    Analyzes PATH, verifies every migratable tool against its generic mapping
+    (a tool that does not match stays on the custom adapter unless accepted),
+    backs up --config, writes the generic configuration and the pool config
+    onto it, restarts the fleet one instance at a time, and replays --traffic
+    against the live fleet. Any failure puts both files back byte for byte and
+    the fleet back on the old config. Exit 0 on success, 1 if it failed
+    (rolled back or not), 2 on bad input (nothing changed).
+    """
+    analyze_path(path)  # an unreadable or adapter-less PATH is refused here (exit 2)
+    for given, what in ((traffic, "--traffic"), (samples, "--samples")):
+        if given:
+            read_records(given)  # a malformed line is refused here, with its number
+    if generic:
+        _read_config(generic)
+    inp = AdapterMigrationInput(
+        path=str(Path(path).resolve()), fleet=fleet, config_path=str(config.resolve()), pool=pool,
+        generic=str(Path(generic).resolve()) if generic else None,
+        generic_path=str(Path(generic_path).resolve()) if generic_path else None,
+        traffic=str(Path(traffic).resolve()) if traffic else None, samples=str(Path(samples).resolve()) if samples else None,
+        examples=examples, accept_mismatch=accept or [], sandbox_timeout_s=timeout, drain_timeout_s=drain_timeout,
+        health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run,
+    )  # fmt: skip
+    open_fleet(inp.spec)  # an unknown fleet spec is refused here (exit 2)
+    return run(_migrate(inp, migration_id, address, json_out))
+
+
+async def _migrate(inp: AdapterMigrationInput, migration_id: str | None, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    handle = await api.start_adapter_migration(client, inp, migration_id)
+    async with worker_while_waiting(client, handle):
+        with ProgressView(quiet=json_out and not err.is_terminal, unit="steps") as view:
+            result = await api.wait_for_adapter_migration(handle, view)
+    if json_out:
+        emit_json(result.model_dump())
+    else:
+        out.print(render_migration(result), markup=False, highlight=False)
+    return migration_exit_code(result)
+
+
+# Failures found before anything was written that mean the input cannot work: exit 2.
+BAD_INPUT_TYPES = {
+    "InvalidInput", "BadInput", "AdapterSourceError", "NoAdapterFound", "GenericConfigError", "SamplesParseError",
+    "PoolConfigError", "FleetUnreachable",
+}  # fmt: skip
+
+
+def migration_exit_code(result: AdapterMigrationResult) -> int:
+    """0 success (or dry run), 2 bad input found before anything was written, 1 any other failure."""
+    if result.error is None:
+        return 0
+    if result.failed_phase in ("pending", "analyzing", "inspecting", "verifying") and result.error_type in BAD_INPUT_TYPES:
+        return 2
+    return 1
+
+
+def render_migration(r: AdapterMigrationResult) -> str:
+    """A short human report of an adapter migration."""
+    lines = [f"Adapter migration {r.migration_id}: {r.status.upper()}" + (" (dry run: nothing changed)" if r.dry_run else ""),
+             f"  {r.path} on fleet {r.fleet}, pool config {r.config_path}"]
+    if r.analysis:
+        lines.append(f"  analysis: {len(r.analysis.tools)} tool(s), {r.analysis.migratable} migratable, {r.analysis.custom} stay custom")
+    if r.verification:
+        for t in r.verification.tools:
+            lines.append(f"    {t.tool}: {t.status} -> {t.decision}  {t.matches}/{t.cases} matched" + (f"  {t.detail}" if t.detail else ""))
+            if t.first_mismatch:
+                lines.append(f"      first mismatch: {t.first_mismatch}")
+        lines.append(f"  generic: {', '.join(r.verification.generic_tools) or 'none'}; custom: {', '.join(r.verification.custom_tools) or 'none'}")
+    if r.backup and r.backup.config.backup_path:
+        lines.append(f"  backup of the pool config: {r.backup.config.backup_path} ({r.backup.config.digest})")
+    if r.written:
+        lines.append(f"  wrote {r.written.generic_path} and {r.written.config_path} (config {r.written.config_version})")
+    if r.rollout:
+        lines.append(f"  rollout: {r.rollout.status}, {r.rollout.restarted} instance(s) restarted")
+    if r.replay:
+        lines.append(f"  live replay: {r.replay.matched}/{r.replay.replayed} recorded calls answered the same")
+    if r.error:
+        lines.append(f"  error: {r.error}")
+        if r.rolled_back:
+            lines.append("  rolled back: the pool config and the generic configuration file are as found, the fleet on its old config")
+        elif r.status == "rollback_failed":
+            lines.append("  the rollback did not finish: check the config file and the fleet (snakepit-migrate pool status)")
+        else:
+            lines.append("  nothing was changed")
+    lines.append(f"  took {r.duration_s:.1f} s")
+    return "\n".join(lines)
 
 
 def _read_config(path: str) -> dict[str, Any]:

@@ -1,0 +1,271 @@
+"""AdapterMigration: a fleet from its custom adapter onto the generic adapter, proven equivalent, as a saga.
+
+analyze → inspect the pool config and the fleet → verify equivalence (a tool
+that does not match stays on the custom adapter unless accepted) → back up
+the pool config and the generic configuration file → write both
+(write-then-rename) → roll the fleet onto them (child ``RollingRestart``) →
+replay recorded calls against the live fleet → done.  The restore of both
+files is registered before the write, and the fleet's way back (a child
+``RollingRestart`` onto the backed-up config) before the rollout, so any
+failure from the write on leaves files and fleet as they were found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.adapters import AdapterActivities
+    from activities.fleet import FleetActivities
+    from workflows.adapter_models import (
+        AdapterMigrationInput,
+        AdapterMigrationProgress,
+        AdapterMigrationResult,
+        AnalyzeInput,
+        BackupInput,
+        BackupPoint,
+        Phase,
+        PoolConfigInput,
+        ReplayInput,
+        RestoreInput,
+        VerifyInput,
+        WriteInput,
+    )
+    from workflows.fleet_models import MarkInput, RollingRestartInput, RollingRestartResult
+    from workflows.rolling_restart import failure_text
+    from workflows.saga import Saga
+    from workflows.session_migration import failure_type
+
+_PERMANENT = [
+    "InvalidInput", "BadInput", "AdapterSourceError", "NoAdapterFound", "GenericConfigError", "SamplesParseError",
+    "PoolConfigError", "ConfigChanged", "FleetUnreachable",
+]  # fmt: skip
+_STEPS = 7  # analyze, inspect, verify, backup, write, roll out, replay
+
+
+def _retry(attempts: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=attempts,
+        non_retryable_error_types=_PERMANENT,
+    )
+
+
+_QUICK = {"start_to_close_timeout": timedelta(seconds=120), "heartbeat_timeout": timedelta(seconds=30)}
+
+
+def _long(seconds: float) -> dict[str, Any]:
+    return {"start_to_close_timeout": timedelta(seconds=seconds), "heartbeat_timeout": timedelta(seconds=30)}
+
+
+def _attached(exc: ApplicationError) -> RollingRestartResult | None:
+    """The rolling restart's result a failure carries, if any."""
+    return exc.details[0] if exc.details and isinstance(exc.details[0], RollingRestartResult) else None
+
+
+@workflow.defn(name="AdapterMigration")
+class AdapterMigrationWorkflow:
+    """Custom adapter → generic adapter on a running fleet, equivalence proven before and after."""
+
+    def __init__(self) -> None:
+        self._progress = AdapterMigrationProgress(migration_id="", phase="pending", total=_STEPS)
+        self._marked = False
+
+    @workflow.query(name="progress")
+    def progress(self) -> AdapterMigrationProgress:
+        """Phase, steps done of the seven, and what the current step concerns."""
+        return self._progress
+
+    @workflow.run
+    async def run(self, params: dict[str, Any]) -> AdapterMigrationResult:
+        try:
+            inp = AdapterMigrationInput.model_validate(params)
+        except ValidationError as exc:
+            raise ApplicationError(f"invalid AdapterMigration input: {exc}", type="InvalidInput", non_retryable=True)
+        mid = workflow.info().workflow_id
+        self._progress.migration_id = mid
+        result = AdapterMigrationResult(
+            migration_id=mid, status="completed", path=inp.path, fleet=inp.spec, config_path=inp.config_path,
+            dry_run=inp.dry_run, started_at=workflow.now().timestamp(),
+        )  # fmt: skip
+        saga = Saga()
+        try:
+            await self._migrate(inp, mid, result, saga)
+        except (Exception, asyncio.CancelledError) as exc:
+            result.error, result.error_type = failure_text(exc), failure_type(exc)
+            if result.error == "the rolling restart was cancelled":
+                result.error = "the migration was cancelled"
+            result.failed_phase = self._progress.phase
+            workflow.logger.warning("Adapter migration %s failed: %s", mid, result.error)
+            await asyncio.shield(asyncio.ensure_future(self._unwind(saga, result)))
+            await self._clear_mark(inp, mid)
+            self._finish(result)
+            raise ApplicationError(
+                f"adapter migration {result.status}: {result.error}",
+                result,
+                type="MigrationRolledBack" if result.rolled_back else "MigrationFailed",
+                non_retryable=True,
+            )
+        await self._clear_mark(inp, mid)
+        result.status = "dry_run" if inp.dry_run else "completed"
+        self._finish(result)
+        return result
+
+    async def _migrate(self, inp: AdapterMigrationInput, mid: str, result: AdapterMigrationResult, saga: Saga) -> None:
+        self._set_phase("analyzing", "reading the adapter source")
+        result.analysis = await self._act(AdapterActivities.analyze_adapter, AnalyzeInput(path=inp.path))
+        self._set_phase("inspecting", "checking the pool config against the fleet")
+        pool = await self._act(
+            AdapterActivities.inspect_pool_config,
+            PoolConfigInput(config_path=inp.config_path, pool=inp.pool, fleet=inp.spec, generic_path=inp.generic_path,
+                            migration_id=mid, needs_url=inp.traffic is not None),
+        )  # fmt: skip
+        result.pool, result.generic_path = pool, pool.generic_path
+        self._set_phase("verifying", f"running {result.analysis.migratable} migratable tool(s) through both adapters")
+        verified = await self._act(
+            AdapterActivities.verify_adapter_equivalence,
+            VerifyInput(
+                path=inp.path, generic=inp.generic, custom_adapter=pool.adapter, traffic=inp.traffic, samples=inp.samples,
+                examples=inp.examples, accept=inp.accept_mismatch, rel_tol=inp.rel_tol, abs_tol=inp.abs_tol,
+                timeout_s=inp.sandbox_timeout_s, stage_as=None if inp.dry_run else mid,
+            ),
+            _long(inp.sandbox_timeout_s * 4 + 600),
+            attempts=2,
+        )  # fmt: skip
+        result.verification = verified
+        if not verified.generic_tools:
+            refused = "; ".join(f"{t.tool}: {t.status}" + (f" ({t.detail})" if t.detail else "") for t in verified.tools)
+            raise ApplicationError(
+                "no tool verified equivalent, so the generic adapter would serve nothing: " + (refused or "no tool to migrate"),
+                type="NothingToMigrate",
+                non_retryable=True,
+            )
+        if inp.dry_run:
+            return
+
+        self._set_phase("backup", f"backing up {pool.config_path}")
+        await self._mark(inp, mid, "adapter_migration: backup")
+        result.backup = await self._act(
+            AdapterActivities.backup_adapter_config,
+            BackupInput(migration_id=mid, config_path=pool.config_path, generic_path=pool.generic_path),
+        )
+        backup = result.backup
+        saga.add("restore_adapter_config", lambda: self._restore_files(backup, result))
+        self._set_phase("writing", f"writing {pool.generic_path}")
+        assert verified.staged_path is not None
+        result.written = await self._act(
+            AdapterActivities.write_generic_config,
+            WriteInput(
+                migration_id=mid, config_path=pool.config_path, pool=inp.pool, generic_path=pool.generic_path,
+                staged_path=verified.staged_path, staged_digest=verified.config_digest, custom_adapter=pool.adapter,
+                expected_digest=pool.digest,
+            ),
+        )  # fmt: skip
+
+        self._set_phase("rolling_out", f"rolling the fleet onto config {result.written.config_version}")
+        assert backup.config.backup_path is not None
+        old_config = backup.config.backup_path
+        saga.add("roll_fleet_back", lambda: self._roll_back(inp, mid, old_config, result))
+        try:
+            result.rollout = await self._rolling_restart(inp, mid, f"{mid}-rollout", result.written.config_path)
+        except ApplicationError as exc:
+            result.rollout = _attached(exc)
+            raise
+
+        if inp.traffic is not None and inp.replay_per_tool:
+            self._set_phase("replaying", "replaying recorded calls against the live fleet")
+            await self._mark(inp, mid, "adapter_migration: replaying")
+            result.replay = await self._act(
+                AdapterActivities.replay_recorded_calls,
+                ReplayInput(fleet=inp.spec, traffic=inp.traffic, per_tool=inp.replay_per_tool, rel_tol=inp.rel_tol,
+                            abs_tol=inp.abs_tol, session_id=f"{mid}-replay"),
+                _long(600),
+            )  # fmt: skip
+            if not result.replay.ok:
+                wrong = [f"{t.tool} ({t.cases - t.matches} of {t.cases}; first: {t.first_mismatch})"
+                         for t in result.replay.tools if t.matches != t.cases]
+                raise ApplicationError("the live fleet answered recorded calls differently: " + "; ".join(wrong),
+                                       type="ReplayMismatch", non_retryable=True)
+        self._progress.done = _STEPS
+
+    async def _rolling_restart(self, inp: AdapterMigrationInput, mid: str, child_id: str, config_path: str) -> RollingRestartResult:
+        """Run RollingRestart as a child under this migration's id; its failure carries its result."""
+        child = RollingRestartInput(
+            fleet=inp.spec, config_path=config_path, pool=inp.pool, drain_timeout_s=inp.drain_timeout_s,
+            health_timeout_s=inp.health_timeout_s, settle_s=inp.settle_s, migration_id=mid, keep_migration_mark=True,
+        )  # fmt: skip
+        try:
+            return await workflow.execute_child_workflow(
+                "RollingRestart", child.model_dump(exclude_none=True), id=child_id, result_type=RollingRestartResult
+            )
+        except ChildWorkflowError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.details:
+                failed = RollingRestartResult.model_validate(cause.details[0])
+                raise ApplicationError(
+                    f"rolling restart {failed.status}: {failed.error}", failed, type=failed.error_type or "RolloutFailed",
+                    non_retryable=True,
+                ) from exc
+            raise
+
+    async def _roll_back(self, inp: AdapterMigrationInput, mid: str, old_config: str, result: AdapterMigrationResult) -> None:
+        """Compensation: every instance back onto the backed-up config (those already on it are left alone)."""
+        self._set_phase("rolling_back", "rolling the fleet back onto the backed-up config")
+        try:
+            result.rollback = await self._rolling_restart(inp, mid, f"{mid}-rollback", old_config)
+        except ApplicationError as exc:
+            result.rollback = _attached(exc)
+            raise
+
+    async def _restore_files(self, backup: BackupPoint, result: AdapterMigrationResult) -> None:
+        """Compensation: the pool config and the generic configuration file back as found."""
+        self._set_phase("rolling_back", f"restoring {backup.config.path}")
+        result.restored = await self._act(AdapterActivities.restore_adapter_config, RestoreInput(backup=backup), attempts=10)
+
+    async def _unwind(self, saga: Saga, result: AdapterMigrationResult) -> None:
+        if not saga.pending:
+            result.status = "failed"
+            return
+        try:
+            await saga.compensate()
+            result.rolled_back = True
+            result.status = "rolled_back"
+        except (Exception, asyncio.CancelledError) as exc:
+            result.status = "rollback_failed"
+            result.error = f"{result.error}; and the rollback failed: {failure_text(exc)} (still to do: {', '.join(saga.pending)})"
+
+    async def _mark(self, inp: AdapterMigrationInput, mid: str, phase: str) -> None:
+        self._marked = True
+        await self._act(FleetActivities.set_fleet_migration, MarkInput(fleet=inp.spec, migration_id=mid, phase=phase), attempts=5)
+
+    async def _clear_mark(self, inp: AdapterMigrationInput, mid: str) -> None:
+        if not self._marked:
+            return
+        try:
+            await self._act(FleetActivities.set_fleet_migration, MarkInput(fleet=inp.spec, migration_id=mid), attempts=5)
+        except (Exception, asyncio.CancelledError) as exc:
+            workflow.logger.warning("Could not clear the fleet's migration mark: %s", failure_text(exc))
+
+    async def _act(self, method: Any, arg: Any, options: dict[str, Any] | None = None, attempts: int = 3) -> Any:
+        return await workflow.execute_activity_method(method, arg, retry_policy=_retry(attempts), **(options or _QUICK))
+
+    def _set_phase(self, phase: Phase, message: str) -> None:
+        workflow.logger.info("Phase %s -> %s", self._progress.phase, phase)
+        order = ["analyzing", "inspecting", "verifying", "backup", "writing", "rolling_out", "replaying"]
+        if phase in order:
+            self._progress.done = order.index(phase)
+        self._progress.phase, self._progress.message = phase, message
+
+    def _finish(self, result: AdapterMigrationResult) -> None:
+        result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
+        self._progress.phase, self._progress.message = "done", result.status
