@@ -45,6 +45,30 @@ def list_(json_out: Json = False) -> int:
     return 0 if all(r["ok"] for r in rows) else 1
 
 
+@extensions_app.command("show")
+def show(
+    reference: Annotated[str, typer.Argument(help="a registered name (see: extensions list) or module:Class")],
+    json_out: Json = False,
+) -> int:
+    """One extension: name, version, description and its parameters (what --params accepts)."""
+    cls = load_extension(reference)
+    schema = cls.Params.model_json_schema()
+    if json_out:
+        emit_json({"name": cls.name, "version": cls.version, "reference": f"{cls.__module__}:{cls.__qualname__}",
+                   "description": cls.description or (cls.__doc__ or "").strip(), "params_schema": schema})  # fmt: skip
+        return 0
+    out.print(f"{cls.name} {cls.version} ({cls.__module__}:{cls.__qualname__})")
+    out.print(f"  {(cls.description or cls.__doc__ or '').strip()}")
+    required = set(schema.get("required", []))
+    table = Table("parameter", "type", "default", "description")
+    for name, field in cls.Params.model_fields.items():
+        kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        default = "(required)" if name in required else json.dumps(field.default, default=str)
+        table.add_row(name, kind, default, field.description or "")
+    out.print(table)
+    return 0
+
+
 @extensions_app.command("run")
 def run_(
     reference: Annotated[str, typer.Argument(help="a registered name (see: extensions list) or module:Class")],

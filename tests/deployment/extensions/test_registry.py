@@ -101,3 +101,17 @@ def test_cli_lists_every_extension_with_errors_of_the_broken_ones(installed):
     assert rows[f"tagger-{tag}"]["ok"] and rows[f"tagger-{tag}"]["version"] == "1.2.0"
     assert not rows[f"half-{tag}"]["ok"] and "missing step(s)" in rows[f"half-{tag}"]["error"]
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_shows_an_extension_and_its_parameters(installed):
+    tag, root = installed
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.getcwd()}", "SNAKEPIT_MIGRATE_HOME": str(root.parent / "home")}
+    proc = subprocess.run([sys.executable, "-m", "client.cli", "extensions", "show", f"tagger-{tag}", "--json"],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert (shown["name"], shown["version"], shown["reference"]) == (f"tagger-{tag}", "1.2.0", f"good_{tag}:Tagger")
+    assert shown["params_schema"]["required"] == ["label"]
+    broken = subprocess.run([sys.executable, "-m", "client.cli", "extensions", "show", f"half-{tag}"],
+                            capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert broken.returncode == 2 and f"extension 'half-{tag}' is broken: " in broken.stderr and "Traceback" not in broken.stderr
