@@ -19,6 +19,7 @@ journaled prior by ``rollback``): run it while the store is quiet.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -199,7 +200,6 @@ class RekeySessions(MigrationExtension):
     # -- verify and rollback ------------------------------------------------
     async def verify(self, params: RekeyParams, ctx: ExtensionContext) -> Verification:
         problems: list[str] = []
-        checked = 0
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(open_store(params.store, create=False))
             if params.to_prefix:
@@ -207,27 +207,20 @@ class RekeySessions(MigrationExtension):
                 left = await _live_ids(store)
                 if left:
                     problems.append(f"{len(left)} live session(s) still under the old prefix: {', '.join(left[:SAMPLE])}")
-                journal = store  # the source journal holds every moved session as it was
             else:
                 target = store
-                journal = store
-            cursor: str | None = None
-            while True:
-                entries, cursor = await journal.journal_scan(ctx.run_id, cursor, params.batch_size)
-                held = await target.read_many([sid for sid, _ in entries])
-                for sid, prior in entries:
-                    checked += 1
-                    expected = prior if params.to_prefix else renamed(prior, params.from_key, params.to_key) if prior else None  # type: ignore[arg-type]
-                    if held.get(sid) != expected and not (prior is not None and is_expired(prior, time.time())):
-                        if len(problems) < SAMPLE:
-                            problems.append(f"session {sid}: not as expected after the re-key (changed since, or written wrongly)")
-                if cursor is None:
-                    break
-            if params.to_prefix is None:
-                still = [r["id"] async for batch in store.iter_records(params.batch_size) for r in batch
-                         if params.from_key in _meta(r) and not is_expired(r, time.time())]  # fmt: skip
-                if still:
-                    problems.append(f"{len(still)} live session(s) still have key {params.from_key!r}: {', '.join(still[:SAMPLE])}")
+                left = await _live_ids(store, lambda r: params.from_key in _meta(r))
+                if left:
+                    problems.append(f"{len(left)} live session(s) still have key {params.from_key!r}: {', '.join(left[:SAMPLE])}")
+
+            def expected(prior: Record) -> Record | None:
+                return prior if params.to_prefix else renamed(prior, params.from_key, params.to_key)  # type: ignore[arg-type]
+
+            # The journal (of the store the sessions were read from) holds each one as it was before this run.
+            checked, wrong = await _compare_with_journal(store, target, ctx.run_id, expected, params.batch_size)
+        if wrong:
+            problems.append(f"{len(wrong)} session(s) not as the re-key wrote them (changed since, or written wrongly): "
+                            + ", ".join(wrong[:SAMPLE]))  # fmt: skip
         return Verification(ok=not problems, checked=checked, problems=problems)
 
     async def rollback(self, params: RekeyParams, ctx: ExtensionContext) -> RolledBack:
@@ -239,7 +232,9 @@ class RekeySessions(MigrationExtension):
                 # The old prefix first: at no moment is a session in neither place.
                 restored = await store.undo(ctx.run_id)
                 removed = await target.undo(ctx.run_id)
-        return RolledBack(restored=restored, message=f"{restored} session(s) back under the old prefix, {removed} key(s) under the new one undone")
+        return RolledBack(
+            restored=restored, message=f"{restored} session(s) back under the old prefix, {removed} key(s) under the new one undone"
+        )
 
 
 async def _move(run_id: str, live: list[Record], source: SessionStore, target: SessionStore) -> int:
@@ -252,9 +247,32 @@ async def _move(run_id: str, live: list[Record], source: SessionStore, target: S
     return len(live)
 
 
-async def _live_ids(store: SessionStore) -> list[str]:
+async def _live_ids(store: SessionStore, keep: Callable[[Record], bool] = lambda r: True) -> list[str]:
+    """Ids of the live sessions for which ``keep`` holds, sorted."""
     now = time.time()
-    return sorted([r["id"] async for batch in store.iter_records() for r in batch if not is_expired(r, now)])
+    return sorted([r["id"] async for batch in store.iter_records() for r in batch if not is_expired(r, now) and keep(r)])
+
+
+async def _compare_with_journal(
+    journal: SessionStore, target: SessionStore, run_id: str, expected: Callable[[Record], Record | None], batch_size: int
+) -> tuple[int, list[str]]:
+    """Check every session the run journaled: the target holds ``expected(prior)``. Returns (checked, wrong ids).
+
+    A session whose prior has expired since may be gone: that is not wrong.
+    """
+    cursor: str | None = None
+    checked, wrong = 0, []
+    while True:
+        entries, cursor = await journal.journal_scan(run_id, cursor, batch_size)
+        held = await target.read_many([sid for sid, _ in entries])
+        now = time.time()
+        for sid, prior in entries:
+            checked += 1
+            want = expected(prior) if prior is not None else None
+            if held.get(sid) != want and not (prior is not None and is_expired(prior, now) and sid not in held):
+                wrong.append(sid)
+        if cursor is None:
+            return checked, wrong
 
 
 async def journal_count(store: SessionStore, run_id: str, batch_size: int = 1000) -> int:
