@@ -23,18 +23,24 @@ from typing import Any
 import psutil
 import pytest
 import pytest_asyncio
+from temporalio.client import WorkflowFailureError, WorkflowHistory
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
 
 from activities.adapters import GENERIC_ADAPTER, sha256
 from client import api
+from client.connect import client_options
 from deployment.adapters.analyzer import analyze_path
 from deployment.adapters.proposal import propose_config
 from deployment.fleet.local import LocalFleet
 from deployment.pool.load import run_load
+from workflows import all_workflows
 from workflows.adapter_models import AdapterMigrationInput, AdapterMigrationProgress, AdapterMigrationResult
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 MATH_TOOLS = FIXTURES / "adapters" / "base_adapter_tools.py"
 HOST_BOUND = FIXTURES / "adapter_migration" / "host_bound_tools.py"
 FAST = {"examples": 5, "sandbox_timeout_s": 60.0, "drain_timeout_s": 10.0, "health_timeout_s": 20.0, "settle_s": 0.3}
@@ -105,11 +111,20 @@ async def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         assert not left, f"fleet processes left running: {left}"
 
 
-async def migrate(client, queue: str, dep: Deployment, path: Path, **fields: Any) -> AdapterMigrationResult:
+async def migrate(client, queue: str, dep: Deployment, path: Path, record: str | None = None,
+                  **fields: Any) -> AdapterMigrationResult:
     inp = AdapterMigrationInput(path=str(path), fleet=f"local:{dep.fleet.url}", config_path=str(dep.config_path),
                                 **{**FAST, **fields})
     handle = await api.start_adapter_migration(client, inp, None, queue)
-    return await api.wait_for_adapter_migration(handle)
+    result = await api.wait_for_adapter_migration(handle)
+    await save_history(handle, record)
+    return result
+
+
+async def save_history(handle, name: str | None) -> None:
+    """With SNAKEPIT_RECORD_HISTORIES set, keep the run's history for the replay test."""
+    if name and os.environ.get("SNAKEPIT_RECORD_HISTORIES"):
+        (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
 
 
 @pytest.mark.parametrize("deployment", [MATH_FLEET], indirect=True)
@@ -144,6 +159,7 @@ async def test_a_fleet_under_load_moves_to_the_mixed_generic_config_with_identic
             phases.append(p.phase)
 
     result = await api.wait_for_adapter_migration(handle, seen, poll_s=0.2)
+    await save_history(handle, "adapter_completed")
     assert not load.done(), "the load ended before the migration did: the test proves nothing"
     stop.set()
     report = await load
@@ -243,7 +259,7 @@ async def test_a_rollout_that_fails_on_one_instance_rolls_everything_back(
 ) -> None:
     dep = deployment
     assert await asyncio.to_thread(call, dep.fleet.url, "seen", {"key": "k"}) == 1
-    result = await migrate(temporal_client, task_queue, dep, HOST_BOUND)
+    result = await migrate(temporal_client, task_queue, dep, HOST_BOUND, record="adapter_rolled_back")
     assert (result.status, result.failed_phase, result.error_type) == ("rolled_back", "rolling_out", "InstanceStartFailed")
     assert "w2" in (result.error or "") and "cannot be loaded on w2" in (result.error or ""), result.error
     assert result.verification is not None and result.verification.generic_tools == ["gcd", "square_root"]
@@ -260,3 +276,25 @@ async def test_a_rollout_that_fails_on_one_instance_rolls_everything_back(
     health = await dep.fleet.health()
     assert health.status == "ok" and health.migration is None
     assert await asyncio.to_thread(call, dep.fleet.url, "square_root", {"x": 16}) == 4.0
+
+
+async def test_bad_input_dicts_are_refused_before_any_step(temporal_client, task_queue, tmp_path: Path) -> None:
+    for params, expected in [
+        ({"path": str(MATH_TOOLS), "fleet": "http://127.0.0.1:9"}, "config_path"),
+        ({"path": str(MATH_TOOLS), "fleet": "http://127.0.0.1:9", "config_path": "x.json", "examples": -1}, "examples"),
+    ]:
+        handle = await temporal_client.start_workflow("AdapterMigration", params, id=f"adapter-bad-{os.urandom(3).hex()}",
+                                                      task_queue=task_queue)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        cause = failed.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and expected in cause.message
+
+
+@pytest.mark.parametrize("name", ["adapter_completed", "adapter_rolled_back"])
+async def test_saved_history_replays(name: str) -> None:
+    history = WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text())
+    children = [e for e in history.events if e.HasField("start_child_workflow_execution_initiated_event_attributes")]
+    assert len(children) == (1 if name == "adapter_completed" else 2)
+    result = await Replayer(workflows=all_workflows(), **client_options()).replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
