@@ -190,7 +190,11 @@ def rollback(migration_id: Annotated[str, typer.Argument(help="the custom migrat
 
 
 async def _rollback(migration_id: str, address: str | None, json_out: bool) -> int:
-    client = await ensure_client(address)
+    return await rollback_run(await ensure_client(address), migration_id, json_out)
+
+
+async def rollback_run(client: Any, migration_id: str, json_out: bool) -> int:
+    """Roll a custom migration back, wait, print the result and return the exit code (also for ``rollback ID``)."""
     handle = await api.request_extension_rollback(client, migration_id)
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal, unit="items") as view:
@@ -216,6 +220,12 @@ async def _status(migration_id: str, watch: bool, address: str | None, json_out:
     info = await api.describe(client, migration_id)
     if info["type"] != "CustomMigration":
         raise BadInput(f"{migration_id} is a {info['type']}, not a custom migration", hint=f"use: snakepit-migrate status {migration_id}")
+    return await show_status(client, info, watch, json_out)
+
+
+async def show_status(client: Any, info: dict[str, Any], watch: bool, json_out: bool) -> int:
+    """Print where a custom migration stands, or follow it with ``watch`` (also for ``status ID``)."""
+    migration_id = info["migration_id"]
     if watch and info["status"] == "running":
         handle = client.get_workflow_handle(migration_id)
         async with worker_while_waiting(client, handle):

@@ -71,6 +71,10 @@ async def _status(migration_id: str, watch: bool, address: str | None, json_out:
     info = await api.describe(client, migration_id)
     if info["type"] == "RollingRestart":
         return await _restart_status(client, info, watch, json_out)
+    if info["type"] == "CustomMigration":
+        from client.cli import extensions
+
+        return await extensions.show_status(client, info, watch, json_out)
     if watch and info["status"] == "running":
         handle = client.get_workflow_handle(migration_id)
         async with worker_while_waiting(client, handle):
@@ -139,6 +143,10 @@ async def _rollback(migration_id: str, force: bool, address: str | None, json_ou
 
         async with worker_while_waiting(client):
             return config.report(await config.rollback_config(client, migration_id, force, info["task_queue"]), json_out)
+    if info["type"] == "CustomMigration":
+        from client.cli import extensions
+
+        return await extensions.rollback_run(client, migration_id, json_out)
     handle = await api.request_rollback(client, migration_id)
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal) as view:

@@ -227,12 +227,12 @@ async def test_a_worker_with_another_major_version_refuses_to_resume_the_run(tem
 # -- the command line ---------------------------------------------------------
 
 
-def cli(temporal_env, tmp_path, *args: str) -> subprocess.CompletedProcess:
+def cli(temporal_env, tmp_path, *args: str, group: tuple[str, ...] = ("extensions",)) -> subprocess.CompletedProcess:
     address = temporal_env.client.service_client.config.target_host
     env = {**os.environ, "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}
     (tmp_path / "home").mkdir(exist_ok=True)
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", "extensions", *args, "--address", address],
+        [sys.executable, "-m", "client.cli", *group, *args, "--address", address],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
 
@@ -254,7 +254,9 @@ async def test_cli_dry_run_run_and_rollback(temporal_env, tmp_path, sqlite_url):
     run_id = done.stdout.split()[2]
     shown = await asyncio.to_thread(cli, temporal_env, tmp_path, "status", run_id, "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["result"]["changed"] == len(live_now)
-    undo = await asyncio.to_thread(cli, temporal_env, tmp_path, "rollback", run_id, "--json")
+    generic = await asyncio.to_thread(cli, temporal_env, tmp_path, "status", run_id, group=())  # snakepit-migrate status ID
+    assert generic.returncode == 0 and f"Custom migration {run_id} (rekey-sessions 1.0.0): COMPLETED" in generic.stdout
+    undo = await asyncio.to_thread(cli, temporal_env, tmp_path, "rollback", run_id, "--json", group=())  # snakepit-migrate rollback ID
     assert undo.returncode == 0, undo.stderr
     assert json.loads(undo.stdout)["restored"] == len(live_now)
     assert await store_bytes(sqlite_url) == before
