@@ -101,6 +101,24 @@ async def test_a_failure_in_apply_rolls_back_to_the_exact_bytes(temporal_client,
     assert await store_bytes(sqlite_url) == before
 
 
+async def test_an_operator_rollback_stops_a_running_apply_and_undoes_it(temporal_client, task_queue, sqlite_url):
+    await fill(sqlite_url, 600)
+    before = await store_bytes(sqlite_url)
+    handle = await api.start_custom_migration(
+        temporal_client,
+        CustomMigrationInput(extension="rekey-sessions", params={"store": sqlite_url, "from_key": "tier", "to_key": "plan",
+                             "batch_size": 20}, max_per_second=200, slice_seconds=0.3),
+        task_queue=task_queue,
+    )  # fmt: skip
+    await wait_until_applying(handle)
+    await asyncio.sleep(0.8)
+    assert await api.request_extension_rollback(temporal_client, handle.id) is not None  # a running run: signalled
+    result = await api.wait_for_custom_migration(handle)
+    assert (result.status, result.error_type) == ("rolled_back", "RollbackRequested")
+    assert 0 < result.restored < 600
+    assert await store_bytes(sqlite_url) == before
+
+
 async def test_bad_input_fails_before_anything_is_written(temporal_client, task_queue, sqlite_url):
     recs = await fill(sqlite_url, 10, expired_fraction=0)
     async with open_store(sqlite_url) as s:
