@@ -278,6 +278,40 @@ async def test_a_rollout_that_fails_on_one_instance_rolls_everything_back(
     assert await asyncio.to_thread(call, dep.fleet.url, "square_root", {"x": 16}) == 4.0
 
 
+@pytest.mark.parametrize("deployment", [MATH_FLEET], indirect=True)
+async def test_a_live_replay_that_answers_differently_rolls_the_whole_fleet_back_under_load(
+    temporal_client, task_queue, deployment: Deployment
+) -> None:
+    dep = deployment
+    for tool, arguments in CALLS:
+        await asyncio.to_thread(call, dep.fleet.url, tool, arguments)
+    # A recorded answer the fleet will not give again (as if the custom adapter had changed since it was recorded).
+    lines = [json.loads(line) for line in dep.traffic.read_text().splitlines()]
+    for line in lines:
+        if line["tool"] == "cached_factorial":
+            line["result"] = 121
+    traffic = dep.folder.parent / "tampered.jsonl"
+    traffic.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    stop = asyncio.Event()
+    load = asyncio.create_task(run_load(dep.fleet.url, rate=8, duration=300, sessions=4, tool="square_root",
+                                        arguments={"x": 9.0}, stop=stop))
+    result = await migrate(temporal_client, task_queue, dep, MATH_TOOLS, traffic=str(traffic))
+    assert not load.done()
+    stop.set()
+    report = await load
+    assert report.errors == 0 and report.ok == report.requests > 40, report.error_kinds
+    assert (result.status, result.failed_phase, result.error_type) == ("rolled_back", "replaying", "ReplayMismatch")
+    assert "cached_factorial (1 of 1" in (result.error or ""), result.error
+    assert result.replay is not None and (result.replay.ok, result.replay.replayed, result.replay.matched) == (False, 9, 8)
+    assert result.rollout is not None and result.rollout.restarted == 2
+    # The fleet had moved completely; the migration's own rollback restarted every instance onto the backup.
+    assert result.rollback is not None and (result.rollback.status, result.rollback.restarted) == ("completed", 2)
+    assert result.rollback.config_version == "v1"
+    assert dep.config_path.read_bytes() == dep.original and not (dep.folder / "generic-adapter.json").exists()
+    assert await dep.state() == {(w, "v1", "base_adapter_tools.MathToolsAdapter") for w in ("w1", "w2")}
+    assert (await dep.fleet.health()).migration is None
+
 async def test_bad_input_dicts_are_refused_before_any_step(temporal_client, task_queue, tmp_path: Path) -> None:
     for params, expected in [
         ({"path": str(MATH_TOOLS), "fleet": "http://127.0.0.1:9"}, "config_path"),
