@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -34,7 +34,7 @@ from deployment.extensions.base import (
     Throttle,
     Verification,
     check_resumable,
-    resolve_bindings,
+    instantiate,
 )
 from deployment.extensions.registry import load_extension
 from workflows.extension_models import ApplyCursor, ApplyInput, ExtensionDescription, StepInput
@@ -47,27 +47,13 @@ class ExtensionInvalid(ExtensionError):
     """The extension's validate step found problems: the migration cannot run as asked."""
 
 
-def params_error(name: str, exc: ValidationError) -> ExtensionError:
-    """A pydantic error on an extension's parameters, as one readable sentence per field."""
-    parts = []
-    for e in exc.errors():
-        where = ".".join(str(x) for x in e["loc"])
-        parts.append(f"{where}: {e['msg']}" if where else e["msg"])
-    return ExtensionError(f"invalid params for extension {name!r}: " + "; ".join(parts), hint="fix them in --params")
-
-
 def prepare(cls: type[MigrationExtension], inp: StepInput) -> tuple[MigrationExtension, BaseModel]:
     """The extension instance and its parsed parameters; refuses a run of another extension or major version."""
     if inp.name is not None and cls.name != inp.name:
         raise ExtensionError(f"{inp.extension} is extension {cls.name!r} on this worker, but the run was started with {inp.name!r}")
     if inp.version is not None:
         check_resumable(cls.name, inp.version, cls.version)
-    ext = cls()
-    try:
-        params = ext.parse_params(resolve_bindings(inp.params, inp.bindings))
-    except ValidationError as exc:
-        raise params_error(cls.name, exc) from None
-    return ext, params
+    return instantiate(cls, inp.params, inp.bindings)
 
 
 class ExtensionActivities:

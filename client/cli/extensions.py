@@ -7,17 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
-from activities.extensions import params_error
 from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
 from client.cli.progress import ProgressView
 from client.embedded import ensure_client, worker_while_waiting
 from deployment.errors import BadInput
-from deployment.extensions.base import resolve_bindings
+from deployment.extensions.base import instantiate
 from deployment.extensions.registry import load_extension
 from workflows.extension_models import CustomMigrationInput, CustomMigrationResult, ExtensionProgress
 
@@ -115,11 +113,7 @@ def json_object(text: str, option: str) -> dict[str, Any]:
 
 def check_locally(inp: CustomMigrationInput) -> None:
     """Load the extension here and check the parameters, so bad input is refused before anything starts."""
-    cls = load_extension(inp.extension)
-    try:
-        cls().parse_params(resolve_bindings(inp.params, inp.bindings))
-    except ValidationError as exc:
-        raise params_error(cls.name, exc) from None
+    instantiate(load_extension(inp.extension), inp.params, inp.bindings)
 
 
 async def _run(inp: CustomMigrationInput, migration_id: str | None, address: str | None, json_out: bool) -> int:

@@ -22,6 +22,7 @@ from deployment.extensions.base import (
     Verification,
     Version,
     check_resumable,
+    instantiate,
     parse_version,
     resolve_bindings,
     run_context,
@@ -31,6 +32,6 @@ from deployment.extensions.registry import ENTRY_POINT_GROUP, ExtensionInfo, dis
 __all__ = [
     "Applied", "AuditWriter", "ExtensionContext", "ExtensionError", "ExtensionVersionMismatch", "LogAudit",
     "MemoryAudit", "MigrationExtension", "Plan", "Progress", "Report", "RolledBack", "StopApply", "Throttle",
-    "Verification", "Version", "check_resumable", "parse_version", "resolve_bindings", "run_context",
+    "Verification", "Version", "check_resumable", "instantiate", "parse_version", "resolve_bindings", "run_context",
     "ENTRY_POINT_GROUP", "ExtensionInfo", "discover", "load_extension",
 ]  # fmt: skip

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from deployment.errors import BadInput
 
@@ -297,3 +297,23 @@ def resolve_bindings(value: Any, bindings: Mapping[str, str], where: str = "para
         return str(bindings[name])
 
     return _REF.sub(sub, value).replace("$${", "${")
+
+
+def instantiate(
+    cls: type[MigrationExtension], params: Mapping[str, Any], bindings: Mapping[str, str]
+) -> tuple[MigrationExtension, BaseModel]:
+    """An instance of ``cls`` and its parameters, bindings resolved and checked against ``Params``.
+
+    Raises :class:`ExtensionError` naming each field that is wrong.
+    """
+    ext = cls()
+    try:
+        return ext, ext.parse_params(resolve_bindings(params, bindings))
+    except ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e["loc"])
+            parts.append(f"{where}: {e['msg']}" if where else e["msg"])
+        raise ExtensionError(
+            f"invalid params for extension {cls.name!r}: " + "; ".join(parts), hint="fix them in --params"
+        ) from None
