@@ -25,13 +25,12 @@ from deployment.extensions.base import (
     instantiate,
     parse_version,
     resolve_bindings,
-    run_context,
 )
 from deployment.extensions.registry import ENTRY_POINT_GROUP, ExtensionInfo, discover, load_extension
 
 __all__ = [
     "Applied", "AuditWriter", "ExtensionContext", "ExtensionError", "ExtensionVersionMismatch", "LogAudit",
     "MemoryAudit", "MigrationExtension", "Plan", "Progress", "Report", "RolledBack", "StopApply", "Throttle",
-    "Verification", "Version", "check_resumable", "instantiate", "parse_version", "resolve_bindings", "run_context",
+    "Verification", "Version", "check_resumable", "instantiate", "parse_version", "resolve_bindings",
     "ENTRY_POINT_GROUP", "ExtensionInfo", "discover", "load_extension",
 ]  # fmt: skip

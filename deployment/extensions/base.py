@@ -17,8 +17,8 @@ semantic ``version`` and five async steps, each safe to run again:
 * ``rollback(params, ctx)`` — put back what this run (``ctx.run_id``)
   changed; a no-op when it changed nothing or was rolled back already.
 
-Nothing here knows about Temporal: the steps can be run from a test or a
-script with :func:`run_context`.
+Nothing here knows about Temporal: a test or a script runs the steps with
+``ExtensionContext(run_id)``.
 """
 
 from __future__ import annotations
@@ -210,11 +210,6 @@ class ExtensionContext:
     throttle: Throttle = field(default_factory=Throttle)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("snakepit_migrate.extensions"))
     dry_run: bool = False
-
-
-def run_context(run_id: str, **kwargs: Any) -> ExtensionContext:
-    """A context for running steps outside Temporal (tests, scripts)."""
-    return ExtensionContext(run_id=run_id, **kwargs)
 
 
 class StopApply(BaseException):

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from deployment.extensions import Progress, StopApply, run_context
+from deployment.extensions import ExtensionContext, Progress, StopApply
 from deployment.extensions.rekey import RekeyParams, RekeySessions, renamed, with_prefix
 from deployment.sessions.record import canonical_bytes, is_expired
 from deployment.sessions.stores import open_store
@@ -40,7 +40,7 @@ async def apply_in_pieces(ext, params, ctx, every: int) -> tuple[Progress, int]:
 async def test_rename_in_sqlite_resumed_from_checkpoints_verifies_and_rolls_back_exactly(sqlite_url):
     recs = await fill(sqlite_url, 300)
     before = await store_bytes(sqlite_url)
-    ext, ctx = RekeySessions(), run_context("rk-1")
+    ext, ctx = RekeySessions(), ExtensionContext("rk-1")
     params = RekeyParams(store=sqlite_url, from_key="tier", to_key="plan", batch_size=25)
     assert await ext.validate(params, ctx) == []
     live_now = [r for r in recs if not is_expired(r, time.time())]
@@ -63,7 +63,7 @@ async def test_rename_in_sqlite_resumed_from_checkpoints_verifies_and_rolls_back
 
 async def test_verify_names_a_session_written_wrongly_and_one_left_over(sqlite_url):
     await fill(sqlite_url, 50, expired_fraction=0)
-    ext, ctx = RekeySessions(), run_context("rk-2")
+    ext, ctx = RekeySessions(), ExtensionContext("rk-2")
     params = RekeyParams(store=sqlite_url, from_key="tier", to_key="plan")
     await ext.apply(params, ctx, None, _ignore)
     async with open_store(sqlite_url) as store:
@@ -81,7 +81,7 @@ async def test_a_clash_on_the_new_key_is_refused_unless_overwrite(sqlite_url):
     recs = await fill(sqlite_url, 20, expired_fraction=0)
     async with open_store(sqlite_url) as store:
         await store.write_many([{**recs[3], "metadata": {**recs[3]["metadata"], "plan": "x"}}])
-    ext, ctx = RekeySessions(), run_context("rk-3")
+    ext, ctx = RekeySessions(), ExtensionContext("rk-3")
     problems = await ext.validate(RekeyParams(store=sqlite_url, from_key="tier", to_key="plan"), ctx)
     assert problems == [f"1 session(s) already have a metadata key 'plan' (e.g. {recs[3]['id']}); "
                         "pass \"overwrite\": true to replace its value, or choose another to_key"]  # fmt: skip
@@ -92,7 +92,7 @@ async def test_moving_redis_keys_to_a_new_prefix_keeps_bytes_and_expiry_and_roll
     recs = await fill(redis_url, 200)
     before = await store_bytes(redis_url)
     new_prefix = redis_url.rsplit("prefix=", 1)[1] + "v2:"
-    ext, ctx = RekeySessions(), run_context("rk-4")
+    ext, ctx = RekeySessions(), ExtensionContext("rk-4")
     params = RekeyParams(store=redis_url, to_prefix=new_prefix.replace(":v2:", "-v2:"), batch_size=30)
     assert await ext.validate(params, ctx) == []
     overlap = RekeyParams(store=redis_url, to_prefix=new_prefix)
@@ -119,7 +119,7 @@ async def test_moving_redis_keys_to_a_new_prefix_keeps_bytes_and_expiry_and_roll
 
 async def test_a_snapshot_or_a_non_redis_prefix_move_is_refused(tmp_path, sqlite_url):
     await fill(sqlite_url, 3)
-    ext, ctx = RekeySessions(), run_context("rk-5")
+    ext, ctx = RekeySessions(), ExtensionContext("rk-5")
     assert "is a sqlite store" in (await ext.validate(RekeyParams(store=sqlite_url, to_prefix="x:"), ctx))[0]
     snap = tmp_path / "s.jsonl"
     snap.write_text("")
@@ -151,7 +151,7 @@ async def test_rename_round_trip_in_every_live_store(live_store_url):
     url, kind = live_store_url, live_store_url.split(":")[0]
     await fill(url, 120, expired_fraction=0)
     before = await store_bytes(url)
-    ext, ctx = RekeySessions(), run_context(f"rk-{kind}")
+    ext, ctx = RekeySessions(), ExtensionContext(f"rk-{kind}")
     params = RekeyParams(store=url, from_key="tier", to_key="plan", batch_size=16)
     last, _ = await apply_in_pieces(ext, params, ctx, every=2)
     assert last.changed == len(before) == 120
