@@ -267,7 +267,8 @@ class RollingRestartWorkflow:
                         outcome.outcome = "rolled_back"
             except (Exception, asyncio.CancelledError) as exc:
                 result.status = "rollback_failed"
-                result.error = f"{result.error}; and the rollback failed: {failure_text(exc)}"
+                left = ", ".join(name.removeprefix("restore ") for name in saga.pending)
+                result.error = f"{result.error}; and the rollback failed: {failure_text(exc)} (not restored: {left})"
         for outcome in result.instances:
             if outcome.outcome in ("pending", "would_restart"):
                 outcome.outcome = "not_reached"
