@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from pydantic import ValidationError
 
 from client import api
 from client.cli import app
@@ -134,34 +135,61 @@ def migrate(
     (rolled back or not), 2 on bad input (nothing changed).
     """
     analyze_path(path)  # an unreadable or adapter-less PATH is refused here (exit 2)
-    for given, what in ((traffic, "--traffic"), (samples, "--samples")):
+    for given in (traffic, samples):
         if given:
             read_records(given)  # a malformed line is refused here, with its number
     if generic:
         _read_config(generic)
-    inp = AdapterMigrationInput(
-        path=str(Path(path).resolve()), fleet=fleet, config_path=str(config.resolve()), pool=pool,
-        generic=str(Path(generic).resolve()) if generic else None,
-        generic_path=str(Path(generic_path).resolve()) if generic_path else None,
-        traffic=str(Path(traffic).resolve()) if traffic else None, samples=str(Path(samples).resolve()) if samples else None,
-        examples=examples, accept_mismatch=accept or [], sandbox_timeout_s=timeout, drain_timeout_s=drain_timeout,
-        health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run,
-    )  # fmt: skip
+    try:
+        inp = AdapterMigrationInput(
+            path=str(Path(path).resolve()), fleet=fleet, config_path=str(config.resolve()), pool=pool,
+            generic=str(Path(generic).resolve()) if generic else None,
+            generic_path=str(Path(generic_path).resolve()) if generic_path else None,
+            traffic=str(Path(traffic).resolve()) if traffic else None, samples=str(Path(samples).resolve()) if samples else None,
+            examples=examples, accept_mismatch=accept or [], sandbox_timeout_s=timeout, drain_timeout_s=drain_timeout,
+            health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise BadInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     open_fleet(inp.spec)  # an unknown fleet spec is refused here (exit 2)
     return run(_migrate(inp, migration_id, address, json_out))
 
 
 async def _migrate(inp: AdapterMigrationInput, migration_id: str | None, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
-    handle = await api.start_adapter_migration(client, inp, migration_id)
+    return await _follow(client, await api.start_adapter_migration(client, inp, migration_id), json_out)
+
+
+async def _follow(client: Any, handle: Any, json_out: bool) -> int:
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal, unit="steps") as view:
-            result = await api.wait_for_adapter_migration(handle, view)
+            return report_migration(await api.wait_for_adapter_migration(handle, view), json_out)
+
+
+def report_migration(result: AdapterMigrationResult, json_out: bool) -> int:
+    """Print an adapter migration's result (one JSON object with ``json_out``) and return its exit code."""
     if json_out:
         emit_json(result.model_dump())
     else:
         out.print(render_migration(result), markup=False, highlight=False)
     return migration_exit_code(result)
+
+
+async def show_status(client: Any, info: dict[str, Any], watch: bool, json_out: bool) -> int:
+    """``status`` of an adapter migration: its progress, or its result as ``adapter migrate`` prints it."""
+    if watch and info["status"] == "running":
+        return await _follow(client, client.get_workflow_handle(info["migration_id"]), json_out)
+    if json_out:
+        emit_json(info)
+    elif info["status"] == "running":
+        p = info["progress"]
+        out.print(f"{info['migration_id']}: running, phase {p['phase']}, step {p['done']}/{p['total']}: {p['message']}",
+                  markup=False, highlight=False)
+    elif info.get("result"):
+        out.print(render_migration(AdapterMigrationResult.model_validate(info["result"])), markup=False, highlight=False)
+    else:
+        out.print(f"{info['migration_id']}: {info['status']}")
+    return 0
 
 
 # Failures found before anything was written that mean the input cannot work: exit 2.

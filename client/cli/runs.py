@@ -75,6 +75,10 @@ async def _status(migration_id: str, watch: bool, address: str | None, json_out:
         from client.cli import extensions
 
         return await extensions.show_status(client, info, watch, json_out)
+    if info["type"] == "AdapterMigration":
+        from client.cli import adapter
+
+        return await adapter.show_status(client, info, watch, json_out)
     if watch and info["status"] == "running":
         handle = client.get_workflow_handle(migration_id)
         async with worker_while_waiting(client, handle):

@@ -241,6 +241,18 @@ async def test_a_generic_mapping_that_answers_differently_is_refused_and_nothing
     assert await dep.state() == {(w, "v1", "base_adapter_tools.MathToolsAdapter") for w in ("w1", "w2")}
     assert (await dep.fleet.health()).migration is None
 
+    # The proposal itself, as a dry run: verified and reported, nothing written; status shows the same report.
+    mid = f"adapter-dry-{os.urandom(3).hex()}"
+    code, out, err = await cli("adapter", "migrate", str(MATH_TOOLS), *common, "--dry-run", "--id", mid)
+    assert code == 0, (out, err)
+    assert f"Adapter migration {mid}: DRY_RUN (dry run: nothing changed)" in out and "square_root: equivalent -> generic" in out
+    assert "generic: fsum, gcd, log_base, mean, round_to, square_root, title; custom: " in out, out
+    code, status, err = await cli("status", mid)
+    assert code == 0 and status == out, (status, err)
+    code, out, err = await cli("rollback", mid)
+    assert (code, out) == (2, "") and "is an adapter migration" in err, err
+    assert dep.files() == ["pool.json"] and dep.config_path.read_bytes() == dep.original
+
     # Bad input: exit 2, one clear line, nothing written.
     stale = dep.folder.parent / "stale.json"
     stale.write_text(dep.original.decode().replace('"v1"', '"v0"'))
