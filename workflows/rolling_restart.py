@@ -238,17 +238,24 @@ class RollingRestartWorkflow:
             _waiting(inp.drain_timeout_s),
             attempts=5,
         )
-        back = await self._act(
-            FleetActivities.restart_instance,
-            RestartInput(
-                fleet=inp.spec, instance_id=snap.id, config=snap.config, config_version=snap.config_version,
-                timeout_s=inp.health_timeout_s, settle_s=inp.settle_s,
-            ),
-            _waiting(inp.health_timeout_s + inp.settle_s),
-            attempts=5,
-        )  # fmt: skip
-        await self._wait_healthy(snap.id, snap.config_version, report_step=False)
-        await self._act(FleetActivities.undrain_instance, InstanceInput(fleet=inp.spec, instance_id=snap.id), attempts=10)
+        undrain = InstanceInput(fleet=inp.spec, instance_id=snap.id)
+        try:
+            back = await self._act(
+                FleetActivities.restart_instance,
+                RestartInput(
+                    fleet=inp.spec, instance_id=snap.id, config=snap.config, config_version=snap.config_version,
+                    timeout_s=inp.health_timeout_s, settle_s=inp.settle_s,
+                ),
+                _waiting(inp.health_timeout_s + inp.settle_s),
+                attempts=5,
+            )  # fmt: skip
+            await self._wait_healthy(snap.id, snap.config_version, report_step=False)
+        except (Exception, asyncio.CancelledError):
+            # Not back on the old config: it still runs the new one, which it served healthily, so it
+            # serves again rather than leave the fleet short of an instance (the fleet routes only to healthy ones).
+            await self._act(FleetActivities.undrain_instance, undrain, attempts=10)
+            raise
+        await self._act(FleetActivities.undrain_instance, undrain, attempts=10)
         return back
 
     async def _act(self, method: Any, arg: Any, options: dict[str, Any] | None = None, attempts: int = 3) -> Any:

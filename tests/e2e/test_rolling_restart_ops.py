@@ -15,7 +15,15 @@ import pytest
 
 from client import api
 from deployment.pool.load import run_load
-from tests.e2e.rolling_helpers import FAST, fleet, fleet_config, fleet_dir, store_url, versions  # noqa: F401 (fixtures)
+from tests.e2e.rolling_helpers import (  # noqa: F401 (fixtures)
+    FAST,
+    fleet,
+    fleet_config,
+    fleet_dir,
+    restart_watching,
+    store_url,
+    versions,
+)
 from workflows.fleet_models import RollingRestartInput, RollingRestartProgress
 
 
@@ -95,6 +103,33 @@ async def test_a_cancelled_restart_puts_every_instance_back(temporal_client, tas
     assert report.errors == 0, report.error_kinds
     health = await fleet.health()
     assert health.status == "ok" and health.migration is None and await versions(fleet) == before
+
+
+async def test_a_rollback_that_cannot_restore_names_what_it_left_and_every_instance_serves(
+    temporal_client, task_queue, fleet, fleet_dir, store_url
+):
+    gone = fleet_dir / "dependency-gone"
+    fragile = fleet_config("rolling_adapters.RefuseIfFlaggedAdapter", "fragile", store_url, ROLLING_REFUSE_FILE=str(gone))
+    bad = fleet_config("rolling_adapters.FailOnInstanceAdapter", "v13-bad", store_url, ROLLING_FAIL_INSTANCE="w2")
+    _, onto_fragile, _ = await restart_watching(temporal_client, task_queue, fleet, config=fragile)
+    assert onto_fragile.status == "completed", onto_fragile.error
+
+    def dependency_goes_away(progress: RollingRestartProgress) -> None:
+        if (progress.phase, progress.instance) == ("restarting", "w2"):
+            gone.touch()  # from now on the old config cannot start: restoring w1 must fail
+
+    try:
+        _, result, _ = await restart_watching(temporal_client, task_queue, fleet, dependency_goes_away, config=bad,
+                                              settle_s=1.0)
+    finally:
+        gone.unlink(missing_ok=True)
+    assert result.status == "rollback_failed" and result.failed_instance == "w2", result
+    assert "and the rollback failed: instance w1: " in result.error and "the dependency is gone" in result.error
+    assert result.error.endswith("(not restored: w1)"), result.error
+    health = await fleet.health()  # w1 stays on the new config, which it serves; nothing is left drained
+    assert {i.id: (i.state, i.config_version) for i in health.instances} == {
+        "w1": ("serving", "v13-bad"), "w2": ("serving", "fragile"), "w3": ("serving", "fragile")}
+    assert health.status == "ok" and health.migration is None
 
 
 HOOKS = """
