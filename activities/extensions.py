@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -77,8 +79,15 @@ class ExtensionActivities:
             dry_run=inp.dry_run,
         )
 
+    def _installed(self, reference: str) -> type[MigrationExtension]:
+        """The class installed on this worker; the error says which worker lacks it or has it broken."""
+        try:
+            return self._loader(reference)
+        except ExtensionError as exc:
+            raise ExtensionError(f"on worker {socket.gethostname()} (pid {os.getpid()}): {exc.message}", hint=exc.hint) from None
+
     def _load(self, inp: StepInput) -> tuple[MigrationExtension, BaseModel, ExtensionContext]:
-        cls = self._loader(inp.extension)
+        cls = self._installed(inp.extension)
         ext, params = prepare(cls, inp)
         return ext, params, self._context(cls, inp)
 
@@ -86,7 +95,7 @@ class ExtensionActivities:
     async def describe_extension(self, inp: StepInput) -> ExtensionDescription:
         """Resolve the reference on this worker: name and version (the run records them), parameters checked."""
         with as_application_errors():
-            cls = self._loader(inp.extension)
+            cls = self._installed(inp.extension)
             prepare(cls, inp)
             module = cls.__module__
             return ExtensionDescription(

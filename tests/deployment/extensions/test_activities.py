@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import pytest
@@ -119,3 +120,13 @@ async def test_bad_params_and_unbound_names_are_permanent_errors_saying_what(act
         await env.run(acts.describe_extension, step(bindings={}))
     described = await env.run(acts.describe_extension, step())
     assert (described.name, described.version) == ("counter", "1.3.0")
+
+
+async def test_a_worker_without_the_extension_says_which_worker_and_what_is_registered():
+    env = ActivityEnvironment()
+    acts = ExtensionActivities()  # the real registry: no "counter" is installed here
+    with pytest.raises(ApplicationError) as exc:
+        await env.run(acts.describe_extension, step())
+    assert exc.value.type == "ExtensionError" and exc.value.non_retryable
+    assert f"(pid {os.getpid()}): no extension named 'counter' is registered (registered: " in str(exc.value)
+    assert "rekey-sessions" in str(exc.value)
