@@ -116,17 +116,24 @@ class FleetActivities:
         """Restart the instance onto the config and wait until it is healthy and has settled.
 
         An instance found healthy on ``config_version`` already is left alone
-        (a retry after a restart that succeeded). On failure the fleet keeps
-        the old process serving and InstanceStartFailed names the cause.
+        (a retry after a restart that succeeded); one found restarting (a retry
+        while the earlier attempt's restart still runs) is waited for first. On
+        failure the fleet keeps the old process serving and InstanceStartFailed
+        names the cause.
         """
+        deadline = _deadline(params.timeout_s + params.settle_s)
         with as_application_errors(unreachable_is_transient=True):
             async with self._open(params.fleet) as fleet:
                 now = await _find(fleet, params.instance_id)
+                while now.state == "restarting" and time.time() < deadline:
+                    activity.heartbeat(WaitCursor(deadline=deadline, state=now.state))
+                    await asyncio.sleep(POLL_S)
+                    now = await _find(fleet, params.instance_id)
                 if now.config_version == params.config_version and now.state in HEALTHY_STATES:
                     return _status(now, skipped=True)
                 restarted = await _heartbeating(
                     fleet.restart(params.instance_id, params.config, params.timeout_s, params.settle_s),
-                    f"restarting {params.instance_id}",
+                    WaitCursor(deadline=deadline, state="restarting"),
                 )
                 return _status(restarted)
 
@@ -209,7 +216,7 @@ def _status(inst: InstanceInfo, skipped: bool = False) -> InstanceStatus:
     return InstanceStatus(id=inst.id, state=inst.state, config_version=inst.config_version, skipped=skipped)
 
 
-async def _heartbeating(step: Awaitable[T], detail: str) -> T:
+async def _heartbeating(step: Awaitable[T], detail: WaitCursor) -> T:
     """Await one long driver call, heartbeating every second meanwhile."""
     task = asyncio.ensure_future(step)
     try:

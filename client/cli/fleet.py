@@ -12,7 +12,7 @@ from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
 from client.cli.progress import ProgressView
-from client.embedded import ensure_client, worker_while_waiting
+from client.embedded import ensure_client, spawn_background_worker, worker_is_polling, worker_while_waiting
 from deployment.errors import BadInput
 from deployment.fleet import open_fleet
 from deployment.pool.config import parse_pool_config, read_config_file
@@ -41,6 +41,7 @@ def restart(
     health_timeout: Annotated[float, typer.Option("--health-timeout", min=0.1, max=600, help="seconds a restarted instance may take to be healthy")] = 60.0,
     settle: Annotated[float, typer.Option("--settle", min=0, max=600, help="seconds it must then stay healthy")] = 2.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the fleet and the config, show the plan, change nothing")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="start it and return its id at once")] = False,
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
     address: Address = None,
     json_out: Json = False,
@@ -63,12 +64,22 @@ def restart(
     except ValidationError as exc:
         raise BadInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     open_fleet(inp.spec)  # an unknown fleet spec is refused here (exit 2)
-    return run(_restart(inp, migration_id, address, json_out))
+    return run(_restart(inp, migration_id, no_wait, address, json_out))
 
 
-async def _restart(inp: RollingRestartInput, migration_id: str | None, address: str | None, json_out: bool) -> int:
+async def _restart(inp: RollingRestartInput, migration_id: str | None, no_wait: bool, address: str | None,
+                   json_out: bool) -> int:
     client = await ensure_client(address)
     handle = await api.start_rolling_restart(client, inp, migration_id)
+    if no_wait:
+        if not await worker_is_polling(client):
+            spawn_background_worker(address)
+            err.print("No worker was polling; started one in the background.")
+        if json_out:
+            emit_json({"migration_id": handle.id, "status": "running"})
+        else:
+            out.print(f"Started {handle.id}. Follow it with: snakepit-migrate status {handle.id} --watch")
+        return 0
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal, unit="instances") as view:
             result = await api.wait_for_rolling_restart(handle, view)

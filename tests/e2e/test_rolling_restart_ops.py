@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from client import api
+from client.connect import TASK_QUEUE
 from deployment.pool.load import run_load
 from tests.e2e.rolling_helpers import (  # noqa: F401 (fixtures)
     FAST,
@@ -24,6 +25,7 @@ from tests.e2e.rolling_helpers import (  # noqa: F401 (fixtures)
     store_url,
     versions,
 )
+from worker import build_worker
 from workflows.fleet_models import RollingRestartInput, RollingRestartProgress
 
 
@@ -221,3 +223,22 @@ async def test_cli_dry_run_then_bad_inputs_exit_2_and_change_nothing(cli, fleet,
     assert "no instance was left on the new config" in out
     health = await fleet.health()
     assert health.status == "ok" and await versions(fleet) == before
+
+
+async def test_cli_no_wait_then_status_watch_follows_it_to_its_result(cli, temporal_client, fleet, fleet_dir, store_url):
+    v14 = fleet_dir / "v14.json"
+    v14.write_text(json.dumps(fleet_config("fleet_adapters.CounterAdapter", "v14", store_url)))
+    async with build_worker(temporal_client, TASK_QUEUE):  # an operator's worker on the default queue
+        code, out, err = await cli("fleet", "restart", "--fleet", fleet.url, "--config", str(v14), "--settle", "0.2",
+                                   "--no-wait", "--json")
+        assert code == 0, err
+        started = json.loads(out)
+        assert started["status"] == "running" and "background" not in err
+        code, out, err = await cli("status", started["migration_id"], "--watch", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["migration_id"] == started["migration_id"] and result["status"] == "completed"
+    assert [(i["id"], i["to_version"], i["outcome"]) for i in result["instances"]] == [
+        (f"w{n}", "v14", "restarted") for n in (1, 2, 3)]
+    assert set((await versions(fleet)).values()) == {"v14"}
+
