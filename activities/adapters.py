@@ -82,7 +82,7 @@ class AdapterActivities:
         with as_application_errors():
             report = await asyncio.to_thread(analyze_path, params.path)
         tools = [
-            ToolSummary(name=t.name, adapter=a.name, migratable=t.migratable,
+            ToolSummary(name=t.name, adapter=a.name, migratable=t.migratable, categories=sorted({r.category for r in t.reasons}),
                         reasons=[f"{r.category} (line {r.line})" for r in t.reasons])
             for a in report.adapters for t in a.tools
         ]  # fmt: skip
@@ -405,13 +405,17 @@ def _replay(params: ReplayInput) -> ReplaySummary:
     url = getattr(open_fleet(params.fleet), "url", None)
     if not url:
         raise BadInput("replaying recorded calls needs a fleet reached over HTTP")
-    chosen, per_tool = [], {}
+    chosen, per_tool, skipped = [], {}, set()
+    wanted = set(params.tools)
     for rec in read_records(params.traffic):
-        if rec.has_result and per_tool.get(rec.tool, 0) < params.per_tool:
+        if rec.tool not in wanted:
+            skipped.add(rec.tool)
+        elif rec.has_result and per_tool.get(rec.tool, 0) < params.per_tool:
             per_tool[rec.tool] = per_tool.get(rec.tool, 0) + 1
             chosen.append(rec)
     verdicts = replay(chosen, _call(url, params.session_id), Tolerance(params.rel_tol, params.abs_tol))
     tools = [ToolCheck(tool=v.tool, status=v.status, decision=v.decision, cases=v.cases, matches=v.matches, detail=v.detail,
                        first_mismatch=abridged(v.first_mismatch) if v.first_mismatch else None) for v in verdicts]
     return ReplaySummary(ok=all(v.cases == v.matches for v in verdicts), tools=sorted(tools, key=lambda t: t.tool),
-                         replayed=sum(v.cases for v in verdicts), matched=sum(v.matches for v in verdicts))
+                         replayed=sum(v.cases for v in verdicts), matched=sum(v.matches for v in verdicts),
+                         skipped_tools=sorted(skipped))

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         BackupInput,
         BackupPoint,
         Phase,
+        REPLAYABLE_REASONS,
         PoolConfigInput,
         ReplayInput,
         RestoreInput,
@@ -66,6 +67,15 @@ _QUICK = {"start_to_close_timeout": timedelta(seconds=120), "heartbeat_timeout":
 
 def _long(seconds: float) -> dict[str, Any]:
     return {"start_to_close_timeout": timedelta(seconds=seconds), "heartbeat_timeout": timedelta(seconds=30)}
+
+
+def _replayable(result: AdapterMigrationResult) -> list[str]:
+    """Tools whose recorded calls the live fleet must answer the same: every tool now served by a generic
+    call, and the custom ones that answer from their arguments alone (no session, state or I/O)."""
+    assert result.analysis is not None and result.verification is not None
+    custom = [t.name for t in result.analysis.tools
+              if t.name not in result.verification.generic_tools and set(t.categories) <= REPLAYABLE_REASONS]
+    return sorted({*result.verification.generic_tools, *custom})
 
 
 def _attached(exc: ApplicationError) -> RollingRestartResult | None:
@@ -187,8 +197,8 @@ class AdapterMigrationWorkflow:
             await self._mark(inp, mid, "adapter_migration: replaying")
             result.replay = await self._act(
                 AdapterActivities.replay_recorded_calls,
-                ReplayInput(fleet=inp.spec, traffic=inp.traffic, per_tool=inp.replay_per_tool, rel_tol=inp.rel_tol,
-                            abs_tol=inp.abs_tol, session_id=f"{mid}-replay"),
+                ReplayInput(fleet=inp.spec, traffic=inp.traffic, tools=_replayable(result), per_tool=inp.replay_per_tool,
+                            rel_tol=inp.rel_tol, abs_tol=inp.abs_tol, session_id=f"{mid}-replay"),
                 _long(600),
             )  # fmt: skip
             if not result.replay.ok:

@@ -18,6 +18,8 @@ Phase = Literal[
     "rolling_back", "done",
 ]  # fmt: skip
 Status = Literal["completed", "dry_run", "rolled_back", "rollback_failed", "failed"]
+# A tool kept custom only for these reasons answers from its arguments alone, so its recorded calls replay.
+REPLAYABLE_REASONS = frozenset({"composite_logic", "streaming"})
 
 
 class AdapterMigrationInput(BaseModel):
@@ -68,6 +70,7 @@ class ToolSummary(BaseModel):
     name: str
     adapter: str
     migratable: bool
+    categories: list[str] = Field([], description="the categories of the reasons it stays custom")
     reasons: list[str] = Field([], description="why it stays custom: category (line N)")
 
 
@@ -210,6 +213,7 @@ class ReplayInput(BaseModel):
 
     fleet: str
     traffic: str
+    tools: list[str] = Field(description="replay the recorded calls of these tools only")
     per_tool: int = 20
     rel_tol: float = 1e-9
     abs_tol: float = 1e-12
@@ -223,6 +227,7 @@ class ReplaySummary(BaseModel):
     tools: list[ToolCheck]
     replayed: int
     matched: int
+    skipped_tools: list[str] = Field([], description="recorded tools not replayed: their answers depend on more than their arguments")
 
 
 class AdapterMigrationProgress(BaseModel):
