@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import tempfile
 import tomllib
 import urllib.error
 import urllib.request
@@ -28,7 +29,8 @@ from temporalio import activity
 from activities.errors import as_application_errors
 from client.paths import home
 from deployment.adapters.analyzer import analyze_path
-from deployment.adapters.equivalence import Limits, Tolerance, ToolVerdict, read_cases, read_records, replay, verify
+from deployment.adapters.equivalence import Limits, Recorded, Tolerance, ToolVerdict, read_cases, read_records, replay, verify
+from deployment.adapters.errors import SamplesParseError
 from deployment.adapters.generic import CONFIG_ENV, GenericConfig
 from deployment.adapters.proposal import propose_config
 from deployment.errors import BadInput, MigrateError
@@ -269,7 +271,7 @@ def _verify(params: VerifyInput) -> VerifySummary:
     checked = verify(
         report, config,
         samples=read_cases(params.samples) if params.samples else None,
-        traffic=read_records(params.traffic) if params.traffic else None,
+        traffic=recorded_calls(params.traffic) if params.traffic else None,
         examples=params.examples, accept=set(params.accept),
         tolerance=Tolerance(params.rel_tol, params.abs_tol), limits=Limits(timeout=params.timeout_s),
     )  # fmt: skip
@@ -286,6 +288,25 @@ def _verify(params: VerifyInput) -> VerifySummary:
         custom_tools=sorted(checked.config.get("custom_tools", {})), config_digest=sha256(data),
         staged_path=str(staged) if staged else None,
     )  # fmt: skip
+
+
+def recorded_calls(path: str) -> list[Recorded]:
+    """The complete lines of a JSONL file the fleet may still be appending to.
+
+    A last line without its newline is a call being recorded right now, not a
+    malformed one: it is left for the next reader.
+    """
+    data = _read_bytes(Path(path))
+    complete = data[: data.rfind(b"\n") + 1]
+    if complete == data:
+        return read_records(path)
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as fh:
+        fh.write(complete)
+        fh.flush()
+        try:
+            return read_records(fh.name)
+        except SamplesParseError as exc:
+            raise SamplesParseError(path, exc.line, str(exc.message).split(": ", 1)[-1]) from None
 
 
 def _check(v: ToolVerdict) -> ToolCheck:
@@ -407,7 +428,7 @@ def _replay(params: ReplayInput) -> ReplaySummary:
         raise BadInput("replaying recorded calls needs a fleet reached over HTTP")
     chosen, per_tool, skipped = [], {}, set()
     wanted = set(params.tools)
-    for rec in read_records(params.traffic):
+    for rec in recorded_calls(params.traffic):
         if rec.tool not in wanted:
             skipped.add(rec.tool)
         elif rec.has_result and per_tool.get(rec.tool, 0) < params.per_tool:

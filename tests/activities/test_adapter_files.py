@@ -15,9 +15,10 @@ import yaml
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.adapters import GENERIC_ADAPTER, AdapterActivities, generic_pool, sha256
+from activities.adapters import GENERIC_ADAPTER, AdapterActivities, generic_pool, recorded_calls, sha256
+from deployment.adapters.errors import SamplesParseError
 from deployment.pool.config import parse_pool_config
-from workflows.adapter_models import BackupInput, RestoreInput, WriteInput
+from workflows.adapter_models import BackupInput, PoolConfigInput, RestoreInput, WriteInput
 
 POOLS = {
     "config_version": "v1",
@@ -101,9 +102,17 @@ async def test_a_config_edited_after_the_backup_is_not_overwritten(tmp_path: Pat
 async def test_an_exs_config_is_refused_as_bad_input(tmp_path: Path) -> None:
     exs = tmp_path / "config.exs"
     exs.write_text("import Config\nconfig :snakepit, pooling_enabled: true\n")
-    from workflows.adapter_models import PoolConfigInput
-
     with pytest.raises(ApplicationError) as refused:
         await ActivityEnvironment().run(AdapterActivities().inspect_pool_config, PoolConfigInput(
             config_path=str(exs), fleet="http://127.0.0.1:9", migration_id="m3"))
     assert refused.value.type == "BadInput" and "rewrites JSON, YAML or TOML pool configs, not .exs" in str(refused.value)
+
+
+def test_a_call_being_recorded_is_not_a_malformed_line(tmp_path: Path) -> None:
+    traffic = tmp_path / "calls.jsonl"
+    traffic.write_text('{"tool": "gcd", "arguments": {"a": 4, "b": 6}, "result": 2}\n{"tool": "gcd", "argu')
+    assert [(r.tool, r.result) for r in recorded_calls(str(traffic))] == [("gcd", 2)]
+    traffic.write_text('{"tool": "gcd", "arguments": {}}\nnot json\n{"tool": "gcd", "argu')
+    with pytest.raises(SamplesParseError) as bad:
+        recorded_calls(str(traffic))
+    assert str(bad.value).startswith(f"{traffic}, line 2: not valid JSON")
