@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
+from activities.adapters import recorded_calls
 from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
@@ -135,9 +136,10 @@ def migrate(
     (rolled back or not), 2 on bad input (nothing changed).
     """
     analyze_path(path)  # an unreadable or adapter-less PATH is refused here (exit 2)
-    for given in (traffic, samples):
-        if given:
-            read_records(given)  # a malformed line is refused here, with its number
+    if traffic:
+        recorded_calls(traffic)  # a malformed line is refused here, with its number
+    if samples:
+        read_records(samples)
     if generic:
         _read_config(generic)
     try:
