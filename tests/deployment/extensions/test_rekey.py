@@ -160,3 +160,28 @@ async def test_rename_round_trip_in_every_live_store(live_store_url):
     assert (await ext.verify(params, ctx)).ok
     assert (await ext.rollback(params, ctx)).restored == 120
     assert await store_bytes(url) == before
+
+
+async def test_a_move_onto_a_held_id_needs_overwrite_and_its_rollback_puts_the_old_value_back(redis_url):
+    recs = await fill(redis_url, 30, expired_fraction=0)
+    new_prefix = redis_url.rsplit("prefix=", 1)[1].rstrip(":") + "-new:"
+    target = with_prefix(redis_url, new_prefix)
+    held = {**recs[5], "metadata": {"note": "already under the new prefix"}}
+    async with open_store(target) as t:
+        await t.write_many([held])
+    target_before = await store_bytes(target)
+    ext, ctx = RekeySessions(), ExtensionContext("rk-6")
+    problems = await ext.validate(RekeyParams(store=redis_url, to_prefix=new_prefix), ctx)
+    assert problems and problems[0].startswith(f"1 session id(s) already exist under prefix {new_prefix!r} (e.g. {recs[5]['id']})")
+    params = RekeyParams(store=redis_url, to_prefix=new_prefix, overwrite=True)
+    assert await ext.validate(params, ctx) == []
+    before = await store_bytes(redis_url)
+    await ext.apply(params, ctx, None, _ignore)
+    assert (await store_bytes(target))[recs[5]["id"]] == canonical_bytes(recs[5])
+    assert (await ext.verify(params, ctx)).ok
+    await ext.rollback(params, ctx)
+    try:
+        assert await store_bytes(target) == target_before and await store_bytes(redis_url) == before
+    finally:  # the fixture cleans the old prefix only
+        async with open_store(target) as t:
+            await t.delete_many([recs[5]["id"]])
