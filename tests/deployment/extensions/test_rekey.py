@@ -99,6 +99,16 @@ async def test_moving_redis_keys_to_a_new_prefix_keeps_bytes_and_expiry_and_roll
     assert "overlap" in (await ext.validate(overlap, ctx))[0]
     target = with_prefix(redis_url, params.to_prefix)
 
+    try:
+        await _move_and_back(ext, params, ctx, redis_url, redis_base, target, before)
+    finally:  # the fixture cleans the old prefix only
+        async with open_store(target) as t:
+            await t.delete_many(list(before))
+            await t.journal_drop(ctx.run_id)
+    assert len(recs) >= len(before)
+
+
+async def _move_and_back(ext, params, ctx, redis_url, redis_base, target, before) -> None:
     last, calls = await apply_in_pieces(ext, params, ctx, every=2)
     assert calls >= 2
     assert await store_bytes(redis_url) == {}
@@ -114,7 +124,6 @@ async def test_moving_redis_keys_to_a_new_prefix_keeps_bytes_and_expiry_and_roll
     assert undone.restored == len(before)
     assert await store_bytes(redis_url) == before and await store_bytes(target) == {}
     assert r.pexpiretime(old_prefix + sid) > 0
-    assert len(recs) >= len(before)
 
 
 async def test_a_snapshot_or_a_non_redis_prefix_move_is_refused(tmp_path, sqlite_url):
