@@ -245,6 +245,15 @@ async def test_a_generic_mapping_that_answers_differently_is_refused_and_nothing
     assert await dep.state() == {(w, "v1", "base_adapter_tools.MathToolsAdapter") for w in ("w1", "w2")}
     assert (await dep.fleet.health()).migration is None
 
+    # Accepted explicitly, the mismatching mapping would migrate (shown by a dry run).
+    code, out, err = await cli("adapter", "migrate", str(MATH_TOOLS), *common, "--generic", str(injected),
+                               "--accept-mismatch", "square_root", "--dry-run", "--json")
+    assert code == 0, (out, err)
+    accepted = json.loads(out)
+    assert accepted["status"] == "dry_run" and accepted["verification"]["generic_tools"] == ["square_root"]
+    assert {(t["tool"], t["status"], t["decision"]) for t in accepted["verification"]["tools"]} == {
+        ("square_root", "accepted", "generic"), *((t, "not_in_config", "custom") for t in MIGRATED if t != "square_root")}
+
     # The proposal itself, as a dry run: verified and reported, nothing written; status shows the same report.
     mid = f"adapter-dry-{os.urandom(3).hex()}"
     code, out, err = await cli("adapter", "migrate", str(MATH_TOOLS), *common, "--dry-run", "--id", mid)
@@ -325,6 +334,29 @@ async def test_a_live_replay_that_answers_differently_rolls_the_whole_fleet_back
     # The fleet had moved completely; the migration's own rollback restarted every instance onto the backup.
     assert result.rollback is not None and (result.rollback.status, result.rollback.restarted) == ("completed", 2)
     assert result.rollback.config_version == "v1"
+    assert dep.config_path.read_bytes() == dep.original and not (dep.folder / "generic-adapter.json").exists()
+    assert await dep.state() == {(w, "v1", "base_adapter_tools.MathToolsAdapter") for w in ("w1", "w2")}
+    assert (await dep.fleet.health()).migration is None
+
+@pytest.mark.parametrize("deployment", [MATH_FLEET], indirect=True)
+async def test_a_migration_cancelled_mid_rollout_puts_files_and_fleet_back(
+    temporal_client, task_queue, deployment: Deployment
+) -> None:
+    dep = deployment
+    inp = AdapterMigrationInput(path=str(MATH_TOOLS), fleet=f"local:{dep.fleet.url}", config_path=str(dep.config_path),
+                                **{**FAST, "settle_s": 2.0})
+    handle = await api.start_adapter_migration(temporal_client, inp, None, task_queue)
+    for _ in range(600):  # until the first instance runs the generic adapter
+        if any(v == "v1-generic" for _, v, _ in await dep.state()):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("no instance reached the generic adapter")
+    await handle.cancel()
+    result = await api.wait_for_adapter_migration(handle)
+    assert (result.status, result.failed_phase) == ("rolled_back", "rolling_out"), result
+    assert "cancelled" in (result.error or ""), result.error
+    assert result.rollback is not None and result.rollback.status == "completed"
     assert dep.config_path.read_bytes() == dep.original and not (dep.folder / "generic-adapter.json").exists()
     assert await dep.state() == {(w, "v1", "base_adapter_tools.MathToolsAdapter") for w in ("w1", "w2")}
     assert (await dep.fleet.health()).migration is None
