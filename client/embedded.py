@@ -141,8 +141,9 @@ async def worker_while_waiting(
     """Make sure some worker serves ``handle`` while the block waits for it.
 
     With no worker polling, one runs in this process at once; otherwise the
-    run is watched, and if a task of it waits unserved for longer than
-    ``UNSERVED_S`` (the poller seen was a dead one), one starts then.
+    run (without ``handle``: every open run of the task queue) is watched,
+    and if a task of it waits unserved for longer than ``UNSERVED_S`` (the
+    poller seen was a dead one), one starts then.
     """
     from worker import build_worker
 
@@ -154,12 +155,21 @@ async def worker_while_waiting(
         worker = build_worker(client, task_queue, identity=f"{CLI_WORKER_PREFIX}{os.getpid()}@{socket.gethostname()}")
         task = asyncio.create_task(worker.run())
 
+    async def watched() -> list[WorkflowHandle[Any, Any]]:
+        if handle is not None:
+            return [handle]
+        # No handle given: every run of the task queue that is still open.
+        query = f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+        return [client.get_workflow_handle(wf.id, run_id=wf.run_id) async for wf in client.list_workflows(query, limit=20)]
+
     async def watch() -> None:
-        while worker is None and handle is not None:
+        while worker is None:
             await asyncio.sleep(1)
             with contextlib.suppress(RPCError):
-                if await waiting_unserved_s(handle) > UNSERVED_S:
-                    start()
+                for each in await watched():
+                    if await waiting_unserved_s(each) > UNSERVED_S:
+                        start()
+                        return
 
     if not await worker_is_polling(client, task_queue):
         start()
