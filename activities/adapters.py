@@ -262,6 +262,8 @@ def _load_generic(path: str) -> dict[str, Any]:
 
 def _verify(params: VerifyInput) -> VerifySummary:
     report = analyze_path(params.path)
+    # Only the class the pool runs is migrated; other adapters in the same source are not this pool's tools.
+    report.adapters = [a for a in report.adapters if f"{a.module}.{a.name}" == params.custom_adapter] or report.adapters
     config = copy.deepcopy(_load_generic(params.generic) if params.generic else propose_config(report))
     config["custom_adapter"] = params.custom_adapter  # tools that stay custom are served by the pool's adapter
     unknown = sorted(set(params.accept) - set(config.get("tool_aliases", {})))

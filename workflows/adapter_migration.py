@@ -141,6 +141,13 @@ class AdapterMigrationWorkflow:
                             migration_id=mid, needs_url=inp.traffic is not None),
         )  # fmt: skip
         result.pool, result.generic_path = pool, pool.generic_path
+        if pool.adapter not in result.analysis.adapters:
+            raise ApplicationError(
+                f"the fleet runs {pool.adapter}, but {inp.path} defines {', '.join(result.analysis.adapters)}; "
+                "give the source of the adapter the fleet runs",
+                type="BadInput",
+                non_retryable=True,
+            )
         self._set_phase("verifying", f"running {result.analysis.migratable} migratable tool(s) through both adapters")
         verified = await self._act(
             AdapterActivities.verify_adapter_equivalence,

@@ -271,6 +271,8 @@ async def test_a_generic_mapping_that_answers_differently_is_refused_and_nothing
     stale.write_text(dep.original.decode().replace('"v1"', '"v0"'))
     code, out, err = await cli("adapter", "migrate", str(MATH_TOOLS), *common[:2], "--config", str(stale), "--json")
     assert code == 2 and "the fleet does not run" in json.loads(out)["error"], (out, err)
+    code, out, err = await cli("adapter", "migrate", str(HOST_BOUND), *common, "--json")
+    assert code == 2 and "the fleet runs base_adapter_tools.MathToolsAdapter, but " in json.loads(out)["error"], (out, err)
     code, out, err = await cli("adapter", "migrate", str(FIXTURES / "fleet" / "missing.py"), *common)
     assert (code, out) == (2, "") and "missing.py" in err, err
     code, out, err = await cli("adapter", "migrate", str(MATH_TOOLS), *common, "--accept-mismatch", "no_such_tool")
