@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError, FailureError
 
 Compensation = Callable[[], Awaitable[Any]]
 
@@ -50,3 +51,28 @@ class Saga:
 
         await asyncio.shield(asyncio.ensure_future(unwind()))
         return results
+
+
+def innermost(exc: BaseException) -> BaseException:
+    """The failure an activity or child workflow error wraps, all the way down."""
+    while isinstance(exc, (ActivityError, ChildWorkflowError)) and exc.cause is not None:
+        exc = exc.cause
+    return exc
+
+
+def failure_text(exc: BaseException, cancelled: str = "the migration was cancelled") -> str:
+    """The innermost failure's own message, for a result a person reads."""
+    exc = innermost(exc)
+    if isinstance(exc, (asyncio.CancelledError, CancelledError)):
+        return cancelled
+    if isinstance(exc, FailureError) and exc.message:
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
+def failure_type(exc: BaseException) -> str:
+    """The innermost failure's type: the ApplicationError type, else the class name."""
+    exc = innermost(exc)
+    if isinstance(exc, ApplicationError) and exc.type:
+        return exc.type
+    return "Cancelled" if isinstance(exc, (asyncio.CancelledError, CancelledError)) else type(exc).__name__

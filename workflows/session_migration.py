@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.fleet_models import MarkInput
     from activities.sessions import SessionActivities
     from deployment.sessions.stores.base import redact_url
-    from workflows.saga import Saga
+    from workflows.saga import Saga, failure_text, failure_type
     from workflows.session_models import (
         AckInput,
         CopyCursor,
@@ -56,28 +56,6 @@ def _retry(attempts: int) -> RetryPolicy:
 
 _SHORT = {"start_to_close_timeout": timedelta(minutes=30), "heartbeat_timeout": timedelta(seconds=30)}
 _COPY = {"start_to_close_timeout": timedelta(minutes=10), "heartbeat_timeout": timedelta(seconds=10)}
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    while isinstance(exc, ActivityError) and exc.cause is not None:
-        exc = exc.cause
-    return exc
-
-
-def failure_text(exc: BaseException) -> str:
-    """The innermost message of an activity or application failure."""
-    exc = _innermost(exc)
-    if isinstance(exc, asyncio.CancelledError):
-        return "the migration was cancelled"
-    return str(exc) or type(exc).__name__
-
-
-def failure_type(exc: BaseException) -> str:
-    """The innermost failure's type: the ApplicationError type, else the class name."""
-    exc = _innermost(exc)
-    if isinstance(exc, ApplicationError) and exc.type:
-        return exc.type
-    return "Cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
 
 
 @workflow.defn(name="SessionMigration")
