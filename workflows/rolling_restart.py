@@ -226,19 +226,24 @@ class RollingRestartWorkflow:
     async def _restore(self, snap: InstanceSnapshot) -> InstanceStatus:
         """Compensation: the instance back on the config it ran, healthy and serving (idempotent).
 
-        It is drained first: an instance already on the new config serves traffic.
+        It is drained first: an instance already on the new config serves traffic, and its
+        requests in flight may finish (within the drain timeout) before it restarts.
         """
         inp = self._inp
         assert inp is not None and snap.config is not None and snap.config_version is not None
         await self._step("rolling_back", snap.id, mark=True)
-        await self._act(FleetActivities.drain_instance, InstanceInput(fleet=inp.spec, instance_id=snap.id), attempts=10)
+        undrain = InstanceInput(fleet=inp.spec, instance_id=snap.id)
+        drained: InstanceStatus = await self._act(FleetActivities.drain_instance, undrain, attempts=10)
+        if drained.config_version == snap.config_version and drained.state in ("serving", "draining"):
+            # Never left its old config (it failed before or during its restart): it only serves again.
+            await self._act(FleetActivities.undrain_instance, undrain, attempts=10)
+            return drained.model_copy(update={"skipped": True})
         await self._act(
             FleetActivities.wait_instance_idle,
             WaitIdleInput(fleet=inp.spec, instance_id=snap.id, timeout_s=inp.drain_timeout_s),
             _waiting(inp.drain_timeout_s),
             attempts=5,
         )
-        undrain = InstanceInput(fleet=inp.spec, instance_id=snap.id)
         try:
             back = await self._act(
                 FleetActivities.restart_instance,

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
 import pytest
 import pytest_asyncio
 
@@ -46,23 +44,12 @@ def store_url(fleet_dir: Path) -> str:
 
 @pytest_asyncio.fixture(scope="module")
 async def fleet(fleet_dir: Path, store_url: str) -> AsyncIterator[LocalFleet]:
-    """A 3-instance reference fleet on config v1; every process of it is gone afterwards."""
+    """A 3-instance reference fleet on config v1; every process of it is gone afterwards (else FleetLeftRunning)."""
     v1 = fleet_dir / "v1.json"
     v1.write_text(json.dumps(fleet_config("fleet_adapters.CounterAdapter", "v1", store_url)))
-    running = await LocalFleet.start(v1, instances=3, port=0, ready_timeout=60,
-                                     extra_args=["--run-dir", str(fleet_dir / "run")])
-    pids = [running.process.pid] if running.process else []
-    try:
+    async with LocalFleet.running(v1, instances=3, port=0, ready_timeout=60,
+                                  extra_args=["--run-dir", str(fleet_dir / "run")]) as running:
         yield running
-    finally:
-        async with aiohttp.ClientSession() as http:
-            try:
-                async with http.get(f"{running.url}/admin/instances") as resp:
-                    pids += [i["pid"] for i in (await resp.json())["instances"] if i["pid"]]
-            except aiohttp.ClientError:
-                pass
-        assert await running.stop() == 0
-        assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
 async def versions(fleet: LocalFleet) -> dict[str, str | None]:

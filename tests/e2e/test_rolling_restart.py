@@ -19,6 +19,7 @@ from activities import all_activities
 from client.connect import client_options
 from deployment.pool.load import run_load
 from deployment.sessions.stores import open_store
+from tests.deployment.pool.fleet_helpers import call_tool
 from tests.e2e.rolling_helpers import (  # noqa: F401 (fixtures)
     FAST,
     assert_one_out_at_most,
@@ -142,6 +143,23 @@ async def test_an_instance_that_drops_out_after_its_restart_fails_the_health_che
     assert_one_out_at_most(samples, mid)
     health = await fleet.health()
     assert health.status == "ok" and health.migration is None and await versions(fleet) == before
+
+
+async def test_requests_still_in_flight_past_the_drain_timeout_stop_it_before_any_restart(temporal_client, task_queue,
+                                                                                            fleet, store_url):
+    before = await versions(fleet)
+    slow = [asyncio.create_task(call_tool(fleet.url, "slow", f"slow-{n}", {"seconds": 4.0})) for n in range(6)]
+    await asyncio.sleep(0.5)  # two long calls in flight on every instance
+    _, result, _ = await restart_watching(temporal_client, task_queue, fleet, drain_timeout_s=1.0,
+                                          config=fleet_config("fleet_adapters.CounterAdapterV2", "v15", store_url))
+    answers = await asyncio.gather(*slow)
+    assert (result.status, result.failed_instance, result.failed_phase, result.error_type) == (
+        "rolled_back", "w1", "waiting_idle", "DrainTimeout")
+    assert result.error == "instance w1: requests still in flight after 1s of draining", result.error
+    assert result.restarted == 0 and result.rolled_back == []
+    assert [status for status, _ in answers] == [200] * 6  # the calls it waited for were not cut off
+    health = await fleet.health()
+    assert health.status == "ok" and await versions(fleet) == before
 
 
 async def test_started_from_a_plain_dict_and_bad_dicts_are_refused(temporal_client, task_queue, fleet, store_url):
