@@ -266,6 +266,17 @@ async def _closed_result(handle: WorkflowHandle[Any, Any], result_type: type[R] 
         return None
 
 
+async def export_history(client: Client, migration_id: str) -> str:
+    """The migration's Temporal event history as JSON (the form ``Replayer`` and ``temporal workflow show`` read)."""
+    try:
+        history = await client.get_workflow_handle(migration_id).fetch_history()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(f"no migration with id {migration_id!r}", hint="list them with: snakepit-migrate list") from None
+        raise
+    return history.to_json()
+
+
 async def original_input(client: Client, migration_id: str) -> dict[str, Any]:
     """The JSON input a migration was started with, read from its history."""
     handle = client.get_workflow_handle(migration_id)

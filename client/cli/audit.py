@@ -1,0 +1,86 @@
+"""``snakepit-migrate audit ...`` and ``history``: the audit trail and the Temporal history of a run."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from client import api
+from client.cli import app
+from client.cli.common import emit_json, out, run
+from client.embedded import ensure_client
+from deployment.audit import ChainReport, open_audit_log, parse_since
+from deployment.audit.export import FORMATS, export_entries
+from deployment.errors import BadInput
+
+audit_app = typer.Typer(
+    help="The audit trail: every action of every migration, append-only and hash-chained "
+    "(SNAKEPIT_AUDIT_URL, default sqlite://$SNAKEPIT_MIGRATE_HOME/audit.db).",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit")
+
+Url = Annotated[Optional[str], typer.Option("--url", help="the audit log URL (default: SNAKEPIT_AUDIT_URL, else audit.db in the home)")]
+Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
+
+
+@audit_app.command("verify")
+def verify(url: Url = None, json_out: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False) -> int:
+    """Recompute the hash chain; name every edited, removed or reordered entry.
+
+    Exit 0 when the chain is intact, 1 when it is broken, 2 when the log cannot be read.
+    """
+    report = run(_verify(url))
+    if json_out:
+        emit_json(report.model_dump())
+    else:
+        out.print(render_verify(report))
+    return 0 if report.ok else 1
+
+
+async def _verify(url: str | None) -> ChainReport:
+    async with open_audit_log(url) as log:
+        return await log.verify()
+
+
+def render_verify(report: ChainReport) -> str:
+    """A short human report of a verification."""
+    if report.ok:
+        return f"INTACT: {report.entries} entries, chain head {report.head}"
+    lines = [f"BROKEN: {len(report.problems)} problem(s) in {report.entries} entries"]
+    lines += [f"  {p.kind}: {p.message}" for p in report.problems]
+    return "\n".join(lines)
+
+
+@audit_app.command("export")
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+    since: Annotated[Optional[str], typer.Option("--since", help="from this time on: ISO date/time (UTC) or an age (90m, 2h, 7d)")] = None,
+    migration: Annotated[Optional[str], typer.Option("--migration", help="only the entries of this migration id")] = None,
+    url: Url = None,
+) -> int:
+    """Write the audit entries to stdout, oldest first."""
+    if fmt not in FORMATS:
+        raise BadInput(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    start = parse_since(since) if since else None
+    sys.stdout.write(run(_export(url, start, migration, fmt)))
+    return 0
+
+
+async def _export(url: str | None, since: str | None, migration: str | None, fmt: str) -> str:
+    async with open_audit_log(url) as log:
+        return export_entries(await log.entries(since=since, migration=migration), fmt)
+
+
+@app.command("history")
+def history(migration_id: Annotated[str, typer.Argument(help="the migration id")], address: Address = None) -> int:
+    """Write the migration's Temporal event history as JSON to stdout (e.g. > run.json), for replay or an audit."""
+    sys.stdout.write(run(_history(migration_id, address)) + "\n")
+    return 0
+
+
+async def _history(migration_id: str, address: str | None) -> str:
+    client = await ensure_client(address)
+    return await api.export_history(client, migration_id)
