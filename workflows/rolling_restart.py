@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -46,8 +46,8 @@ with workflow.unsafe.imports_passed_through():
         WaitHealthyInput,
         WaitIdleInput,
     )
-    from workflows.saga import Saga
-    from workflows.session_migration import failure_type
+    from workflows.saga import Saga, failure_type
+    from workflows.saga import failure_text as shared_failure_text
 
 _PERMANENT = [
     "InvalidInput", "PoolConfigError", "BadInput", "InstanceError", "InstanceStartFailed", "InstanceUnhealthy",
@@ -67,15 +67,12 @@ def _retry(attempts: int) -> RetryPolicy:
     )
 
 
+CANCELLED = "the rolling restart was cancelled"
+
+
 def failure_text(exc: BaseException) -> str:
-    """The innermost failure's own message (without the ``Type: `` prefix ``str()`` adds)."""
-    while isinstance(exc, (ActivityError, ChildWorkflowError)) and exc.cause is not None:
-        exc = exc.cause
-    if isinstance(exc, (asyncio.CancelledError, CancelledError)):
-        return "the rolling restart was cancelled"
-    if isinstance(exc, FailureError) and exc.message:
-        return exc.message
-    return str(exc) or type(exc).__name__
+    """The innermost failure's own message; a cancellation says it was this rolling restart's."""
+    return shared_failure_text(exc, CANCELLED)
 
 
 def _waiting(seconds: float) -> dict[str, Any]:
@@ -291,8 +288,7 @@ class RollingRestartWorkflow:
                 workflow.logger.warning("Could not clear the fleet's migration mark: %s", failure_text(exc))
 
     def _record_failure(self, exc: BaseException, result: RollingRestartResult) -> None:
-        text, iid = failure_text(exc), self._progress.instance
-        kind = "Cancelled" if text == "the rolling restart was cancelled" else failure_type(exc)
+        text, iid, kind = failure_text(exc), self._progress.instance, failure_type(exc)
         if iid is not None and kind == "Cancelled":
             text = f"{text} while {self._progress.phase.replace('_', ' ')} {iid}"
         elif iid is not None and not text.startswith(f"instance {iid}"):
