@@ -33,7 +33,7 @@ from client.connect import client_options
 from deployment.adapters.analyzer import analyze_path
 from deployment.adapters.proposal import propose_config
 from deployment.fleet.local import LocalFleet
-from deployment.pool.load import run_load
+from deployment.pool.load import LoadReport, run_load
 from workflows import all_workflows
 from workflows.adapter_models import AdapterMigrationInput, AdapterMigrationProgress, AdapterMigrationResult
 
@@ -71,6 +71,20 @@ def call(url: str, tool: str, arguments: dict[str, Any]) -> Any:
     request = urllib.request.Request(f"{url}/tools/{tool}", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as resp:
         return json.loads(resp.read())["result"]
+
+
+class Load:
+    """Small steady load (8 requests/s of square_root(9) over 4 sessions) until :meth:`end`."""
+
+    def __init__(self, url: str) -> None:
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(run_load(url, rate=8, duration=300, sessions=4, tool="square_root",
+                                                 arguments={"x": 9.0}, keep_results=True, stop=self.stop))
+
+    async def end(self) -> LoadReport:
+        assert not self.task.done(), "the load ended before the migration did: the test proves nothing"
+        self.stop.set()
+        return await self.task
 
 
 class Deployment:
@@ -144,9 +158,7 @@ async def test_a_fleet_under_load_moves_to_the_mixed_generic_config_with_identic
     assert dep.files() == ["calls.jsonl", "pool.json"] and dep.config_path.read_bytes() == dep.original
     assert await dep.state() == {(w, "v1", "base_adapter_tools.MathToolsAdapter") for w in ("w1", "w2")}
 
-    stop = asyncio.Event()
-    load = asyncio.create_task(run_load(dep.fleet.url, rate=8, duration=300, sessions=4, tool="square_root",
-                                        arguments={"x": 9.0}, keep_results=True, stop=stop))
+    load = Load(dep.fleet.url)
     handle = await api.start_adapter_migration(
         temporal_client,
         AdapterMigrationInput(path=str(MATH_TOOLS), fleet=f"local:{dep.fleet.url}", config_path=str(dep.config_path),
@@ -161,9 +173,7 @@ async def test_a_fleet_under_load_moves_to_the_mixed_generic_config_with_identic
 
     result = await api.wait_for_adapter_migration(handle, seen, poll_s=0.2)
     await save_history(handle, "adapter_completed")
-    assert not load.done(), "the load ended before the migration did: the test proves nothing"
-    stop.set()
-    report = await load
+    report = await load.end()
     assert result.status == "completed" and result.error is None, result.error
     assert report.errors == 0 and report.ok == report.requests > 40, report.error_kinds
     assert set(report.last_results.values()) == {3.0}
@@ -321,14 +331,11 @@ async def test_a_live_replay_that_answers_differently_rolls_the_whole_fleet_back
     traffic = dep.folder.parent / "tampered.jsonl"
     traffic.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    stop = asyncio.Event()
-    load = asyncio.create_task(run_load(dep.fleet.url, rate=8, duration=300, sessions=4, tool="square_root",
-                                        arguments={"x": 9.0}, stop=stop))
+    load = Load(dep.fleet.url)
     result = await migrate(temporal_client, task_queue, dep, MATH_TOOLS, traffic=str(traffic))
-    assert not load.done()
-    stop.set()
-    report = await load
+    report = await load.end()
     assert report.errors == 0 and report.ok == report.requests > 40, report.error_kinds
+    assert set(report.last_results.values()) == {3.0}
     assert (result.status, result.failed_phase, result.error_type) == ("rolled_back", "replaying", "ReplayMismatch")
     assert "double_hypot (1 of 1" in (result.error or "") and '"replayed": {"ok": true, "value": 10.0}' in result.error
     assert result.replay is not None and (result.replay.ok, result.replay.replayed, result.replay.matched) == (False, 9, 8)
