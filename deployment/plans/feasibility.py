@@ -143,8 +143,6 @@ async def _config(p: dict[str, Any], produced: set[str], facts: dict[str, Any], 
     if plan.lossy:
         fail(f"converting {report.version} → {target} would drop settings the older version cannot express",
              "migrate to a version that keeps them")
-    risk("no backup of the config files exists before the run", "the migration backs up every file it changes first; "
-         "keep a copy outside this machine as well")
 
 
 async def _adapter(p: dict[str, Any], produced: set[str], facts: dict[str, Any], fail: Any, risk: Any) -> None:

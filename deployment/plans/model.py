@@ -132,3 +132,6 @@ class ResolvedPlan(BaseModel):
     dry_run: bool = False
     steps: list[ResolvedStep]
     levels: list[list[str]]
+
+# The types a later run with ``rollback_of`` undoes after they completed (the plan's ``rollback`` policy uses it).
+REVERSIBLE = frozenset({"sessions", "config", "custom"})

@@ -1,0 +1,102 @@
+"""``plan validate`` and ``plan show`` as a user runs them: exit codes, one JSON object, lines, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.deployment.extensions.helpers import fill
+
+
+@pytest.fixture
+def plan_cli(tmp_path):
+    """Run ``snakepit-migrate`` (no Temporal needed for validate and show); returns (code, stdout, stderr)."""
+    env = {**os.environ, "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}
+
+    def run(*args: str) -> tuple[int, str, str]:
+        proc = subprocess.run([sys.executable, "-m", "client.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return run
+
+
+PLAN = """\
+    plan: two-stores
+    policy: rollback
+    migrations:
+      - id: to-redis
+        type: sessions
+        params: {source: "@legacy", target: "@cache"}
+      - id: to-sqlite
+        type: sessions
+        params: {source: "@legacy", target: "@archive"}
+      - id: merge
+        type: sessions
+        depends_on: [to-redis, to-sqlite]
+        params: {source: "@cache", target: "@final", overwrite: true}
+    """
+
+
+def files(tmp_path: Path, plan: str, resources: dict[str, str]) -> str:
+    (tmp_path / "plan.yaml").write_text(textwrap.dedent(plan))
+    body = "".join(f"      {k}: {v!r}\n" for k, v in resources.items())
+    (tmp_path / "environments.yaml").write_text(
+        f"environments:\n  staging:\n    throughput: {{sessions_per_s: 100}}\n    resources:\n{body}")
+    return str(tmp_path / "plan.yaml")
+
+
+async def test_validate_and_show_a_valid_plan(plan_cli, tmp_path, sqlite_url, redis_url):
+    await fill(sqlite_url, 200, expired_fraction=0)
+    plan = files(tmp_path, PLAN, {"legacy": sqlite_url, "cache": redis_url, "archive": f"sqlite://{tmp_path}/archive.db",
+                                  "final": f"sqlite://{tmp_path}/final.db"})
+    code, out, err = plan_cli("plan", "validate", plan, "--env", "staging", "--json")
+    assert code == 0, err
+    found = json.loads(out)
+    assert found["valid"] and found["levels"] == [["to-redis", "to-sqlite"], ["merge"]]
+    assert found["facts"]["to-redis"]["sessions"] == 200
+
+    code, out, err = plan_cli("plan", "show", plan, "--env", "staging", "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    first = shown["steps"][0]
+    assert first["id"] == "to-redis" and first["group"] == 1
+    assert first["estimate_s"] == 2 * 200 / 100 + 5 and "sessions_per_s=100 (environment staging)" in first["estimate_basis"]
+    assert first["rollback"]["by_plan_policy"] is True
+    merge = shown["steps"][2]
+    assert merge["group"] == 2 and merge["estimate_s"] is None  # its source is written by group 1
+    assert shown["estimated_total_s"] == 9.0 and shown["estimate_complete"] is False
+
+    code, out, err = plan_cli("plan", "show", plan, "--env", "staging", "--md")
+    assert code == 0, err
+    assert "1. to-redis ‖ to-sqlite (in parallel)\n2. merge" in out
+    assert "Rollback: on failure the target is put back exactly as found" in out
+    assert not (tmp_path / "archive.db").exists() and not (tmp_path / "final.db").exists()
+
+
+def test_invalid_plan_exit_1_with_lines_and_conflict(plan_cli, tmp_path):
+    plan = files(tmp_path, PLAN.replace("depends_on: [to-redis, to-sqlite]", "depends_on: [to-sqlite]"),
+                 {"legacy": "sqlite:///x.db", "cache": "redis://127.0.0.1:6379/1", "archive": "sqlite:///a.db", "final": "sqlite:///f.db"})
+    code, out, err = plan_cli("plan", "validate", plan, "--json")
+    assert code == 1
+    found = json.loads(out)
+    assert [(i["kind"], i["line"], i["hint"]) for i in found["issues"]] == [
+        ("conflict", 10, "order them: in merge set depends_on: [to-sqlite, to-redis]")]
+    code, out, err = plan_cli("plan", "validate", plan)
+    assert code == 1 and f"{plan}:10: to-redis and merge both touch cache" in err and "invalid" in out
+
+
+def test_unreadable_plan_exit_2(plan_cli, tmp_path):
+    code, out, err = plan_cli("plan", "validate", str(tmp_path / "none.yaml"), "--json")
+    assert code == 2 and json.loads(out)["error"].endswith("none.yaml: no such file")
+    (tmp_path / "bad.yaml").write_text("plan: p\nmigrations: [\n")
+    code, out, err = plan_cli("plan", "validate", str(tmp_path / "bad.yaml"))
+    assert code == 2 and f"{tmp_path}/bad.yaml:3:1:" in err
+    code, out, err = plan_cli("plan", "show", str(tmp_path / "bad.yaml"), "--env", "nowhere", "--json")
+    assert code == 2 and json.loads(out)["type"] == "PlanUnreadable"
