@@ -63,7 +63,9 @@ def restart(
         )  # fmt: skip
     except ValidationError as exc:
         raise BadInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
-    open_fleet(inp.spec)  # an unknown fleet spec is refused here (exit 2)
+    open_fleet(inp.spec)  # an unknown fleet spec or an unreadable hooks file is refused here (exit 2)
+    if inp.spec.startswith("command:"):  # the worker may run elsewhere: hand it an absolute path
+        inp = inp.model_copy(update={"fleet": "command:" + str(Path(inp.spec[len("command:"):]).resolve()), "driver": None})
     return run(_restart(inp, migration_id, no_wait, address, json_out))
 
 
