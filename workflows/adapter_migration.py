@@ -41,9 +41,7 @@ with workflow.unsafe.imports_passed_through():
         WriteInput,
     )
     from workflows.fleet_models import MarkInput, RollingRestartInput, RollingRestartResult
-    from workflows.rolling_restart import failure_text
-    from workflows.saga import Saga
-    from workflows.session_migration import failure_type
+    from workflows.saga import Saga, failure_text, failure_type
 
 _PERMANENT = [
     "InvalidInput", "BadInput", "AdapterSourceError", "NoAdapterFound", "GenericConfigError", "SamplesParseError",
@@ -113,8 +111,6 @@ class AdapterMigrationWorkflow:
             await self._migrate(inp, mid, result, saga)
         except (Exception, asyncio.CancelledError) as exc:
             result.error, result.error_type = failure_text(exc), failure_type(exc)
-            if result.error == "the rolling restart was cancelled":
-                result.error = "the migration was cancelled"
             result.failed_phase = self._progress.phase
             workflow.logger.warning("Adapter migration %s failed: %s", mid, result.error)
             await asyncio.shield(asyncio.ensure_future(self._unwind(saga, result)))
