@@ -30,7 +30,6 @@ from workflows.fleet_models import (
     InstanceStatus,
     LoadConfigInput,
     MarkInput,
-    MarkSnapshot,
     RestartInput,
     WaitHealthyInput,
     WaitCursor,
@@ -77,13 +76,9 @@ class FleetActivities:
                 health = await fleet.health()
                 found = []
                 for inst in await fleet.list_instances():
-                    config = await fleet.instance_config(inst.id)
-                    found.append(InstanceSnapshot(id=inst.id, state=inst.state, config_version=inst.config_version,
-                                                  adapter=inst.adapter, config=config))
+                    found.append(InstanceSnapshot(**inst.model_dump(), config=await fleet.instance_config(inst.id)))
                     activity.heartbeat(inst.id)
-                mark = health.migration
-                return FleetSnapshot(instances=found,
-                                     migration=MarkSnapshot(id=mark.id, phase=mark.phase) if mark else None)
+                return FleetSnapshot(instances=found, migration=health.migration)
 
     @activity.defn(name="drain_instance")
     async def drain_instance(self, params: InstanceInput) -> InstanceStatus:

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from deployment.fleet.base import InstanceInfo, MigrationMark
+
 Driver = Literal["local", "http", "command"]
 Phase = Literal[
     "pending", "validating", "draining", "waiting_idle", "restarting", "checking_health", "undraining",
@@ -85,28 +87,17 @@ class FleetInput(BaseModel):
     fleet: str
 
 
-class InstanceSnapshot(BaseModel):
+class InstanceSnapshot(InstanceInfo):
     """One instance as found, with the config it runs (what a rollback returns it to)."""
 
-    id: str
-    state: str
-    config_version: str | None = None
-    adapter: str | None = None
     config: dict[str, Any] | None = None
-
-
-class MarkSnapshot(BaseModel):
-    """The migration a fleet reports."""
-
-    id: str
-    phase: str
 
 
 class FleetSnapshot(BaseModel):
     """Every instance of a fleet and the migration it reports."""
 
     instances: list[InstanceSnapshot]
-    migration: MarkSnapshot | None = None
+    migration: MigrationMark | None = None
 
 
 class InstanceInput(BaseModel):
