@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -90,7 +90,9 @@ class SessionActivities:
         digest = SetDigest.parse(cursor.digest)
         deadline = time.monotonic() + params.slice_seconds
         with as_application_errors(unreachable_is_transient=True):
-            async with self._open(params.source, create=False) as source, self._open(params.target) as target:
+            # A dry run never opens the target: opening creates a missing one.
+            writes = nullcontext() if params.dry_run else self._open(params.target)
+            async with self._open(params.source, create=False) as source, writes as target:
                 if not params.dry_run:
                     await target.restore_checkpoint(cursor.target_checkpoint)
                 while not cursor.finished and time.monotonic() < deadline:

@@ -8,8 +8,9 @@ def all_workflows() -> list[type]:
     from workflows.adapter_migration import AdapterMigrationWorkflow
     from workflows.config_migration import ConfigMigrationWorkflow
     from workflows.custom_migration import CustomMigrationWorkflow
+    from workflows.migration_plan import MigrationPlanWorkflow
     from workflows.rolling_restart import RollingRestartWorkflow
     from workflows.session_migration import SessionMigrationWorkflow
 
     return [SessionMigrationWorkflow, ConfigMigrationWorkflow, RollingRestartWorkflow, CustomMigrationWorkflow,
-            AdapterMigrationWorkflow]
+            AdapterMigrationWorkflow, MigrationPlanWorkflow]

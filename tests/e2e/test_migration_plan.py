@@ -1,0 +1,158 @@
+"""MigrationPlan against the dev server: children by group in parallel, a dry run that touches nothing,
+and the failure policies (stop leaves completed children, rollback undoes them newest first)."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+from temporalio.client import Client, WorkflowFailureError
+
+from client.api import result_from_failure
+from deployment.plans.check import validate_plan
+from deployment.sessions.stores import open_store
+from tests.deployment.extensions.helpers import fill, store_bytes
+from workflows.plan_models import MigrationPlanResult
+
+PARALLEL = """\
+    plan: two-then-one
+    policy: {policy}
+    migrations:
+      - id: to-redis
+        type: sessions
+        params: {{source: "@legacy", target: "@cache", slice_seconds: 0.5}}
+      - id: to-archive
+        type: sessions
+        params: {{source: "@legacy", target: "@archive", slice_seconds: 0.5}}
+      - id: merge
+        type: sessions
+        depends_on: [to-redis, to-archive]
+        params: {{source: "@cache", target: "@final", slice_seconds: 0.5{extra}}}
+    """
+
+CHAIN = """\
+    plan: chain
+    policy: {policy}
+    migrations:
+      - id: one
+        type: sessions
+        params: {{source: "@legacy", target: "@cache"}}
+      - id: two
+        type: sessions
+        depends_on: [one]
+        params: {{source: "@legacy", target: "@archive"}}
+      - id: three
+        type: sessions
+        depends_on: [two]
+        params: {{source: "@cache", target: "@final", fail_after_batches: 1, batch_size: 20}}
+    """
+
+
+async def resolved(tmp_path: Path, plan: str, resources: dict[str, str], dry_run: bool = False) -> dict:
+    (tmp_path / "plan.yaml").write_text(textwrap.dedent(plan))
+    body = "".join(f"      {k}: {v!r}\n" for k, v in resources.items())
+    (tmp_path / "environments.yaml").write_text(f"environments:\n  staging:\n    resources:\n{body}")
+    found = await validate_plan(str(tmp_path / "plan.yaml"), "staging", None, tmp_path / "backups")
+    assert found.valid, [i.text() for i in found.issues]
+    return found.resolved(dry_run=dry_run).model_dump()
+
+
+async def run_plan(client: Client, queue: str, params: dict) -> MigrationPlanResult:
+    handle = await client.start_workflow("MigrationPlan", params, id=f"plan-{uuid.uuid4().hex[:8]}", task_queue=queue,
+                                         result_type=MigrationPlanResult)
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        found = result_from_failure(exc, MigrationPlanResult)
+        assert found is not None, exc
+        return found
+
+
+def stores(tmp_path: Path, sqlite_url: str, redis_url: str) -> dict[str, str]:
+    return {"legacy": sqlite_url, "cache": redis_url, "archive": f"sqlite://{tmp_path}/archive.db",
+            "final": f"sqlite://{tmp_path}/final.db"}
+
+
+async def live_count(url: str) -> int:
+    async with open_store(url) as store:
+        return (await store.stats())["live"]
+
+
+async def test_two_groups_run_in_parallel_then_the_dependent_one(temporal_client, task_queue, tmp_path, sqlite_url, redis_url):
+    recs = await fill(sqlite_url, 400, expired_fraction=0)
+    res = stores(tmp_path, sqlite_url, redis_url)
+    result = await run_plan(temporal_client, task_queue, await resolved(tmp_path, PARALLEL.format(policy="stop", extra=""), res))
+    assert result.status == "completed", result.error
+    assert set(result.completed_order[:2]) == {"to-redis", "to-archive"} and result.completed_order[2] == "merge"
+    by_id = {s.id: s for s in result.steps}
+    assert [by_id[m].figures["sessions_copied"] for m in ("to-redis", "to-archive", "merge")] == [400, 400, 400]
+    assert by_id["merge"].figures["source_digest"] == by_id["merge"].figures["target_digest"]
+    assert await store_bytes(res["final"]) == await store_bytes(sqlite_url) and len(recs) == 400
+    # the first group ran at the same time: each child started before the other closed
+    a = await temporal_client.get_workflow_handle(by_id["to-redis"].child_id).describe()
+    b = await temporal_client.get_workflow_handle(by_id["to-archive"].child_id).describe()
+    m = await temporal_client.get_workflow_handle(by_id["merge"].child_id).describe()
+    assert a.start_time < b.close_time and b.start_time < a.close_time
+    assert m.start_time >= max(a.close_time, b.close_time)
+
+
+def digest_sqlite(url: str) -> str | None:
+    path = Path(urlsplit(url).path)
+    files = sorted(p for p in path.parent.glob(path.name + "*"))  # the database and any -wal/-journal beside it
+    return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest() if files else None
+
+
+def digest_redis(url: str) -> str:
+    prefix = parse_qs(urlsplit(url).query)["prefix"][0]
+    r = redis.Redis.from_url(url.split("?")[0])
+    keys = sorted(r.scan_iter(match=f"*{prefix}*", count=1000))
+    return hashlib.sha256(b"".join(k + (r.dump(k) or b"") for k in keys)).hexdigest() + f":{len(keys)}"
+
+
+async def test_dry_run_touches_no_store(temporal_client, task_queue, tmp_path, sqlite_url, redis_url):
+    await fill(sqlite_url, 120, expired_fraction=0.1)
+    res = stores(tmp_path, sqlite_url, redis_url)
+    await fill(res["archive"], 7, expired_fraction=0, seed=3)  # a target that exists, with sessions of its own
+    await fill(redis_url, 5, expired_fraction=0, seed=5)
+    params = await resolved(tmp_path, PARALLEL.format(policy="rollback", extra=", overwrite: true"), res, dry_run=True)
+    before = (digest_sqlite(sqlite_url), digest_redis(redis_url), digest_sqlite(res["archive"]), digest_sqlite(res["final"]))
+    assert before[0] and before[2] and before[3] is None and before[1].endswith(":5")
+    result = await run_plan(temporal_client, task_queue, params)
+    assert result.status == "dry_run", result.error
+    assert all(s.state == "dry_run" and s.child_status == "dry_run" for s in result.steps)
+    assert {s.id: s.figures["sessions_total"] for s in result.steps} == {"to-redis": 120, "to-archive": 120, "merge": 5}
+    after = (digest_sqlite(sqlite_url), digest_redis(redis_url), digest_sqlite(res["archive"]), digest_sqlite(res["final"]))
+    assert after == before
+
+
+async def test_rollback_policy_undoes_completed_children_newest_first(temporal_client, task_queue, tmp_path, sqlite_url, redis_url):
+    await fill(sqlite_url, 100, expired_fraction=0)
+    res = stores(tmp_path, sqlite_url, redis_url)
+    await fill(res["archive"], 3, expired_fraction=0, seed=4)  # found before: must be there after the undo
+    archive_before = await store_bytes(res["archive"])
+    result = await run_plan(temporal_client, task_queue, await resolved(tmp_path, CHAIN.format(policy="rollback"), res))
+    assert result.status == "rolled_back", result
+    assert result.failed_step == "three" and "injected failure after 1 batches" in result.error
+    states = {s.id: s.state for s in result.steps}
+    assert states == {"one": "undone", "two": "undone", "three": "rolled_back"}
+    assert result.completed_order == ["one", "two"] and result.undone_order == ["two", "one"]
+    assert await store_bytes(res["archive"]) == archive_before
+    assert await live_count(redis_url) == 0 and await live_count(res["final"]) == 0
+    undo_two = await temporal_client.get_workflow_handle(f"{result.plan_id}.two-rollback").describe()
+    undo_one = await temporal_client.get_workflow_handle(f"{result.plan_id}.one-rollback").describe()
+    assert undo_two.close_time <= undo_one.start_time
+
+
+async def test_stop_policy_leaves_completed_children(temporal_client, task_queue, tmp_path, sqlite_url, redis_url):
+    await fill(sqlite_url, 60, expired_fraction=0)
+    res = stores(tmp_path, sqlite_url, redis_url)
+    result = await run_plan(temporal_client, task_queue, await resolved(tmp_path, CHAIN.format(policy="stop"), res))
+    assert result.status == "failed" and result.failed_step == "three"
+    assert {s.id: s.state for s in result.steps} == {"one": "completed", "two": "completed", "three": "rolled_back"}
+    assert result.undone_order == []
+    assert await live_count(redis_url) == 60 and await live_count(res["archive"]) == 60
+    assert await live_count(res["final"]) == 0

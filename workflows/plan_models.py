@@ -1,0 +1,67 @@
+"""Inputs and results of the MigrationPlan workflow.
+
+Its input is a plan bound to one environment (:class:`deployment.plans.model.ResolvedPlan`);
+only ids, statuses and counts of its children travel back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from deployment.plans.model import ResolvedPlan
+
+StepState = Literal[
+    "pending", "running", "completed", "dry_run", "failed", "rolled_back", "skipped", "undoing", "undone",
+    "undo_failed", "not_undoable",
+]  # fmt: skip
+Status = Literal["completed", "dry_run", "failed", "rolled_back", "rollback_failed"]
+
+MigrationPlanInput = ResolvedPlan
+
+
+class StepProgress(BaseModel):
+    """One child of the plan: which workflow, its id, where it stands."""
+
+    id: str
+    type: str
+    workflow: str
+    group: int
+    child_id: str
+    state: StepState = "pending"
+    child_status: str | None = Field(None, description="the status the child workflow reported")
+    rollback_id: str | None = Field(None, description="the child run that undid it under the rollback policy")
+    error: str | None = None
+    figures: dict[str, Any] = Field({}, description="counts and digests from the child's result")
+
+
+class PlanProgress(BaseModel):
+    """The answer of the ``progress`` query: the tree of children with their state."""
+
+    plan_id: str
+    plan: str
+    environment: str
+    phase: Literal["pending", "running", "rolling_back", "done"] = "pending"
+    group: int = 0
+    groups: int = 0
+    steps: list[StepProgress] = []
+
+
+class MigrationPlanResult(BaseModel):
+    """What the plan did, child by child; also attached to its failure."""
+
+    plan_id: str
+    plan: str
+    environment: str
+    digest: str
+    policy: str
+    dry_run: bool = False
+    status: Status = "completed"
+    steps: list[StepProgress] = []
+    completed_order: list[str] = Field([], description="steps in the order they completed")
+    undone_order: list[str] = Field([], description="steps undone by the rollback policy, in the order undone")
+    failed_step: str | None = None
+    error: str | None = None
+    started_at: float = 0.0
+    duration_s: float = 0.0
