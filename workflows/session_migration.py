@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.fleet_models import MarkInput
     from activities.sessions import SessionActivities
     from deployment.sessions.stores.base import redact_url
+    from workflows.audit_trail import AuditTrail
     from workflows.saga import Saga, failure_text, failure_type
     from workflows.session_models import (
         AckInput,
@@ -67,6 +68,7 @@ class SessionMigrationWorkflow:
         self._rollback_requested = False
         self._copy_started: float | None = None
         self._epoch = 0  # the routing epoch last published (zero-downtime mode)
+        self._audit = AuditTrail()
 
     @workflow.query(name="progress")
     def progress(self) -> MigrationProgress:
@@ -94,6 +96,8 @@ class SessionMigrationWorkflow:
             dry_run=inp.dry_run,
             started_at=workflow.now().timestamp(),
         )
+        self._audit.actor, self._audit.host = inp.actor, inp.actor_host
+        self._audit.record("started", after={**inp.model_dump(exclude_defaults=True, exclude={"actor", "actor_host"}), "source": result.source, "target": result.target})
         if inp.rollback_of:
             return await self._undo_completed(inp, result)
 
@@ -109,7 +113,7 @@ class SessionMigrationWorkflow:
                 await self._mark_fleet(inp, "rolling_back")
             await self._unwind(saga, result)
             await self._mark_fleet(inp, None)
-            self._finish(result)
+            await self._finish(result)
             raise ApplicationError(
                 f"session migration {result.status}: {result.error}",
                 result,
@@ -118,7 +122,7 @@ class SessionMigrationWorkflow:
             )
         result.status = "dry_run" if inp.dry_run else "completed"
         await self._mark_fleet(inp, None)
-        self._finish(result)
+        await self._finish(result)
         return result
 
     async def _migrate(self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult, saga: Saga) -> None:
@@ -240,6 +244,7 @@ class SessionMigrationWorkflow:
         result.batches = cursor.batches
         result.copy_resumes = cursor.resumes
         result.source_digest = cursor.digest
+        self._audit.record("data_moved", result.target_before.model_dump() if result.target_before else None, cursor.model_dump(include={"scanned", "copied", "skipped_expired", "batches", "digest"}))
 
     async def _verify(self, inp: SessionMigrationInput, result: SessionMigrationResult, settle_s: float | None) -> None:
         self._set_phase("verifying")
@@ -326,13 +331,13 @@ class SessionMigrationWorkflow:
             result.status = "rollback_failed"
             result.error, result.error_type = failure_text(exc), failure_type(exc)
             result.failed_phase = "rolling_back"
-            self._finish(result)
+            await self._finish(result)
             raise ApplicationError(
                 f"rollback of {inp.rollback_of} failed: {result.error}", result, type="RollbackFailed", non_retryable=True
             )
         result.rolled_back = True
         result.status = "rolled_back"
-        self._finish(result)
+        await self._finish(result)
         return result
 
     async def _copy_back(self, inp: SessionMigrationInput, result: SessionMigrationResult) -> int:
@@ -363,6 +368,7 @@ class SessionMigrationWorkflow:
 
     def _set_phase(self, phase: Any) -> None:
         workflow.logger.info("Phase %s -> %s", self._progress.phase, phase)
+        self._audit.record("phase", {"phase": self._progress.phase}, {"phase": phase, "done": self._progress.done, "total": self._progress.total})
         self._progress.phase = phase
 
     def _record_copy_progress(self, cursor: CopyCursor) -> None:
@@ -374,6 +380,10 @@ class SessionMigrationWorkflow:
         self._progress.eta_s = round(remaining / rate, 1) if rate > 0 else None
         self._progress.message = f"{cursor.copied} copied, {cursor.skipped_expired} expired skipped"
 
-    def _finish(self, result: SessionMigrationResult) -> None:
+    async def _finish(self, result: SessionMigrationResult) -> None:
         result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
         self._set_phase("done")
+        if result.rolled_back or result.status == "rollback_failed":
+            self._audit.record("rollback", {"failed_phase": result.failed_phase, "error_type": result.error_type}, {"status": result.status, "restored": result.restored})
+        self._audit.record("ended", None, result.audit_state())
+        await self._audit.flush()

@@ -41,6 +41,8 @@ class SessionMigrationInput(BaseModel):
     soak_seconds: float = Field(60.0, ge=0, description="zero downtime: how long reads come from the target before finalizing")
     ack_timeout_seconds: float = Field(60.0, gt=0, description="zero downtime: how long to wait for every instance to follow a mode")
     fleet: str | None = Field(None, description="a fleet (front URL or spec) whose health reports this migration and its phase")
+    actor: str | None = Field(None, description="who started it, for the audit log (default: the worker's OS user)")
+    actor_host: str | None = Field(None, description="the host it was started from, for the audit log")
 
 
 class StoresInput(BaseModel):
@@ -161,6 +163,16 @@ class SessionMigrationResult(BaseModel):
     failed_phase: Phase | None = None
     started_at: float = 0.0
     duration_s: float = 0.0
+
+    def audit_state(self) -> dict:
+        """The outcome in a few figures, for the audit log's last entry of the run."""
+        state = self.model_dump(exclude={"source", "target", "verification", "target_before", "migration_id", "started_at"})
+        state["error"] = (self.error or "")[:500] or None
+        if self.verification is not None:
+            v = self.verification
+            state["verification"] = {"ok": v.ok, "matched": v.matched, "missing": v.missing_count,
+                                     "mismatched": v.mismatched_count, "extra": v.extra_count}  # fmt: skip
+        return state
 
 
 class RoutingInput(BaseModel):

@@ -12,6 +12,7 @@ from client.cli.common import emit_json, err, out, run
 from client.cli.progress import ProgressView
 from client.paths import home
 from client.embedded import ensure_client, spawn_background_worker, worker_is_polling, worker_while_waiting
+from deployment.audit import default_actor
 from deployment.sessions.stores import open_store
 from deployment.sessions.verify import VerifyReport, compare_stores
 from workflows.session_models import SessionMigrationInput, SessionMigrationResult
@@ -37,6 +38,7 @@ def migrate(
     fleet: Annotated[Optional[str], typer.Option("--fleet", help="a fleet (front URL) whose health shows this migration")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="start it and return its id at once")] = False,
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
+    actor: Annotated[Optional[str], typer.Option("--actor", help="who runs it, for the audit log (default: the OS user)")] = None,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
@@ -50,6 +52,7 @@ def migrate(
         source=source, target=target, batch_size=batch_size, dry_run=dry_run, overwrite=overwrite,
         zero_downtime=zero_downtime, soak_seconds=soak, fleet=fleet,
     )  # fmt: skip
+    inp.actor, inp.actor_host = default_actor(actor)
     run(_check_urls(source, target))
     return run(_migrate(inp, migration_id, no_wait, address, json_out))
 
