@@ -27,6 +27,7 @@ from workflows.adapter_models import AdapterMigrationInput, AdapterMigrationProg
 from workflows.extension_models import CustomMigrationInput, CustomMigrationResult, ExtensionProgress
 from workflows.config_migration import ConfigMigrationResult
 from workflows.fleet_models import RollingRestartInput, RollingRestartProgress, RollingRestartResult
+from workflows.plan_models import MigrationPlanInput, MigrationPlanResult, PlanProgress
 from workflows.session_models import MigrationProgress, SessionMigrationInput, SessionMigrationResult
 
 class AlreadyRolledBack(BadInput):
@@ -254,6 +255,7 @@ _MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "ConfigMigration": (MigrationProgress, ConfigMigrationResult),
     "CustomMigration": (ExtensionProgress, CustomMigrationResult),
     "AdapterMigration": (AdapterMigrationProgress, AdapterMigrationResult),
+    "MigrationPlan": (PlanProgress, MigrationPlanResult),
 }
 
 
@@ -330,6 +332,35 @@ async def request_rollback(client: Client, migration_id: str) -> WorkflowHandle[
     return await start_session_migration(
         client, SessionMigrationInput.model_validate(params), f"{migration_id}-rollback", info["task_queue"]
     )
+
+
+async def start_migration_plan(
+    client: Client, inp: MigrationPlanInput, plan_id: str | None = None, task_queue: str = TASK_QUEUE
+) -> WorkflowHandle[Any, Any]:
+    """Start the ``MigrationPlan`` workflow (a plan bound to an environment); the plan id is its workflow id."""
+    return await client.start_workflow(
+        "MigrationPlan", inp.model_dump(), id=plan_id or new_migration_id("plan"), task_queue=task_queue,
+        result_type=MigrationPlanResult,
+    )  # fmt: skip
+
+
+async def wait_for_plan(
+    handle: WorkflowHandle[Any, Any], on_progress: ProgressCallback | None = None, poll_s: float = 0.5
+) -> MigrationPlanResult:
+    """Wait for a plan's result (also when it failed or was rolled back), reporting its tree of children."""
+    return await wait_for_result(handle, on_progress, poll_s, result_type=MigrationPlanResult, progress_type=PlanProgress)
+
+
+async def child_phases(client: Client, progress: PlanProgress) -> dict[str, dict[str, Any]]:
+    """The ``progress`` of every running child of a plan (phase, done, total), by child id."""
+    phases: dict[str, dict[str, Any]] = {}
+    for step in progress.steps:
+        if step.state in ("running", "undoing"):
+            child = step.rollback_id if step.state == "undoing" else step.child_id
+            with contextlib.suppress(Exception):  # it may just have ended: the plan's own state says so
+                found = await client.get_workflow_handle(child).query("progress")
+                phases[child] = found if isinstance(found, dict) else dict(found)
+    return phases
 
 
 async def list_migrations(client: Client, limit: int = 50) -> list[dict[str, Any]]:

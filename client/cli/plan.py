@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from temporalio.client import Client
 
+from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
+from client.embedded import ensure_client, worker_while_waiting
 from client.paths import home
 from deployment.errors import MigrateError
 from deployment.plans.check import Validation, validate_plan
+from deployment.plans.model import ResolvedPlan
 from deployment.plans.report import markdown, show as show_plan
+from workflows.plan_models import MigrationPlanResult, PlanProgress, StepProgress
 
 plan_app = typer.Typer(help="Validate, show and run migration plans (several migrations, ordered, per environment).",
                        no_args_is_help=True)
@@ -80,4 +85,99 @@ def show(plan: PlanArg, env: Annotated[str, typer.Option("--env", help="the envi
         emit_json(shown)
     else:
         out.print(markdown(shown), end="")
+    return 0
+
+
+@plan_app.command("run")
+def run_plan(
+    plan: PlanArg,
+    env: Annotated[str, typer.Option("--env", help="the environment to run in")],
+    environments: Envs = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="every migration simulates and writes nothing; report what would change")] = False,
+    plan_id: Annotated[Optional[str], typer.Option("--id", help="the plan run id (default: generated)")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
+    json_out: Json = False,
+) -> int:
+    """Validate, then run every migration as a child of the MigrationPlan workflow: groups in order, each group in
+    parallel; on failure stop or roll back by the plan's policy. Exit 0 done, 1 failed, 2 invalid plan (nothing started)."""
+    found = _validate(plan, env, environments, json_out)
+    if isinstance(found, int):
+        return found
+    if not found.valid:
+        if json_out:
+            emit_json(found.as_json())
+        _print_issues(found)
+        err.print("the plan is not valid, nothing was started: fix the errors above")
+        return 2
+    return run(_run(found.resolved(dry_run=dry_run), plan_id, address, json_out))
+
+
+async def _run(inp: ResolvedPlan, plan_id: str | None, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    handle = await api.start_migration_plan(client, inp, plan_id)
+    err.print(f"Started plan {inp.plan} in {inp.environment} as {handle.id}" + (" (dry run)" if inp.dry_run else ""))
+    seen: dict[str, str] = {}
+
+    def changed(progress: PlanProgress) -> None:
+        for step in progress.steps:
+            if seen.get(step.id) != step.state:
+                seen[step.id] = step.state
+                err.print(f"  group {step.group} {step.id}: {step.state}")
+
+    async with worker_while_waiting(client, handle):
+        result = await api.wait_for_plan(handle, changed)
+    if json_out:
+        emit_json(result.model_dump())
+    else:
+        out.print(render_tree(result.plan_id, result.plan, result.environment, result.status, result.steps))
+        if result.error:
+            out.print(f"failed at {result.failed_step}: {result.error}")
+    return 0 if result.status in ("completed", "dry_run") else 1
+
+
+def render_tree(plan_id: str, plan: str, environment: str, status: str, steps: list[StepProgress],
+                phases: dict[str, dict[str, Any]] | None = None) -> str:
+    """The plan and its children, group by group, with their state (and a running child's phase)."""
+    lines = [f"{plan_id} (plan {plan}, {environment}): {status}"]
+    groups = sorted({s.group for s in steps})
+    for g in groups:
+        lines.append(f"  group {g}")
+        for s in (s for s in steps if s.group == g):
+            child = s.rollback_id if s.state == "undoing" else s.child_id
+            live = (phases or {}).get(child or "")
+            detail = f" ({live.get('phase')} {live.get('done', 0)}/{live.get('total', 0)})" if live else ""
+            figures = ", ".join(f"{k} {v}" for k, v in s.figures.items() if isinstance(v, int))
+            lines.append(f"    {s.id:<20} {s.workflow:<17} {s.state}{detail}  {child}" + (f"  [{figures}]" if figures else ""))
+            if s.rollback_id and s.state != "undoing":
+                lines.append(f"      undone by {s.rollback_id}")
+            if s.error:
+                lines.append(f"      error: {s.error}")
+    return "\n".join(lines)
+
+
+async def show_status(client: Client, info: dict[str, Any], watch: bool, json_out: bool) -> int:
+    """``status PLAN_ID``: the tree of children with their state, and the phase of the running ones."""
+    if watch and info["status"] == "running":
+        handle = client.get_workflow_handle(info["migration_id"])
+        async with worker_while_waiting(client, handle):
+            result = await api.wait_for_plan(handle)
+        info = {**info, "status": result.status, "result": result.model_dump()}
+    if info["status"] == "running":
+        progress = PlanProgress.model_validate(info["progress"])
+        phases = await api.child_phases(client, progress)
+        if json_out:
+            emit_json({**info, "children": phases})
+        else:
+            out.print(render_tree(progress.plan_id, progress.plan, progress.environment,
+                                  f"running, group {progress.group}/{progress.groups}", progress.steps, phases))
+        return 0
+    if json_out:
+        emit_json(info)
+    elif info.get("result"):
+        r = MigrationPlanResult.model_validate(info["result"])
+        out.print(render_tree(r.plan_id, r.plan, r.environment, r.status, r.steps))
+        if r.error:
+            out.print(f"failed at {r.failed_step}: {r.error}")
+    else:
+        out.print(f"{info['migration_id']}: {info['status']}")
     return 0

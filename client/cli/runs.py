@@ -69,6 +69,10 @@ def status(
 async def _status(migration_id: str, watch: bool, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
     info = await api.describe(client, migration_id)
+    if info["type"] == "MigrationPlan":
+        from client.cli import plan
+
+        return await plan.show_status(client, info, watch, json_out)
     if info["type"] == "RollingRestart":
         return await _restart_status(client, info, watch, json_out)
     if info["type"] == "CustomMigration":

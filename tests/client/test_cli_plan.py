@@ -100,3 +100,47 @@ def test_unreadable_plan_exit_2(plan_cli, tmp_path):
     assert code == 2 and f"{tmp_path}/bad.yaml:3:1:" in err
     code, out, err = plan_cli("plan", "show", str(tmp_path / "bad.yaml"), "--env", "nowhere", "--json")
     assert code == 2 and json.loads(out)["type"] == "PlanUnreadable"
+
+
+@pytest.fixture
+def cli(temporal_env, tmp_path):
+    """Run ``snakepit-migrate`` against the test dev server; returns (code, stdout, stderr)."""
+    env = {**os.environ, "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+           "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}  # fmt: skip
+
+    def run(*args: str) -> tuple[int, str, str]:
+        proc = subprocess.run([sys.executable, "-m", "client.cli", *args], env=env, capture_output=True, text=True, timeout=180)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return run
+
+
+async def test_plan_run_dry_then_real_and_status_tree(cli, tmp_path, sqlite_url, redis_url):
+    await fill(sqlite_url, 50, expired_fraction=0)
+    plan = files(tmp_path, PLAN, {"legacy": sqlite_url, "cache": redis_url, "archive": f"sqlite://{tmp_path}/archive.db",
+                                  "final": f"sqlite://{tmp_path}/final.db"})
+    code, out, err = cli("plan", "run", plan, "--env", "staging", "--dry-run", "--json")
+    assert code == 0, err
+    dry = json.loads(out)
+    assert dry["status"] == "dry_run" and [s["state"] for s in dry["steps"]] == ["dry_run"] * 3
+    assert not (tmp_path / "archive.db").exists() and not (tmp_path / "final.db").exists()
+
+    code, out, err = cli("plan", "run", plan, "--env", "staging", "--id", "plan-cli-real")
+    assert code == 0, err
+    assert "plan-cli-real (plan two-stores, staging): completed" in out
+    assert "group 1 to-redis: completed" in err
+    code, out, err = cli("status", "plan-cli-real")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1] == "  group 1" and lines[4] == "  group 2"
+    assert "merge" in lines[5] and "completed" in lines[5] and "plan-cli-real.merge" in lines[5] and "sessions_copied 50" in lines[5]
+    code, out, err = cli("status", "plan-cli-real", "--json")
+    assert code == 0 and json.loads(out)["result"]["completed_order"][-1] == "merge"
+
+
+def test_plan_run_refuses_an_invalid_plan_with_exit_2(cli, tmp_path):
+    plan = files(tmp_path, PLAN, {"legacy": f"sqlite://{tmp_path}/missing.db", "cache": "redis://127.0.0.1:1/0",
+                                  "archive": f"sqlite://{tmp_path}/a.db", "final": f"sqlite://{tmp_path}/f.db"})
+    code, out, err = cli("plan", "run", plan, "--env", "staging")
+    assert code == 2 and "nothing was started" in err and "missing.db does not exist" in err
