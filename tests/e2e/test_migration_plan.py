@@ -4,6 +4,7 @@ and the failure policies (stop leaves completed children, rollback undoes them n
 from __future__ import annotations
 
 import hashlib
+import shutil
 import textwrap
 import uuid
 from pathlib import Path
@@ -18,6 +19,8 @@ from deployment.sessions.stores import open_store
 from tests.deployment.extensions.helpers import fill, store_bytes
 from workflows.plan_models import MigrationPlanResult
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
 PARALLEL = """\
     plan: two-then-one
     policy: {policy}
@@ -28,6 +31,9 @@ PARALLEL = """\
       - id: to-archive
         type: sessions
         params: {{source: "@legacy", target: "@archive", slice_seconds: 0.5}}
+      - id: cfg
+        type: config
+        params: {{path: "@cfg", to_version: "0.10", accept_findings: true}}
       - id: merge
         type: sessions
         depends_on: [to-redis, to-archive]
@@ -45,9 +51,13 @@ CHAIN = """\
         type: sessions
         depends_on: [one]
         params: {{source: "@legacy", target: "@archive"}}
+      - id: cfg
+        type: config
+        depends_on: [two]
+        params: {{path: "@cfg", to_version: "0.10", accept_findings: true}}
       - id: three
         type: sessions
-        depends_on: [two]
+        depends_on: [cfg]
         params: {{source: "@cache", target: "@final", fail_after_batches: 1, batch_size: 20}}
     """
 
@@ -73,8 +83,14 @@ async def run_plan(client: Client, queue: str, params: dict) -> MigrationPlanRes
 
 
 def stores(tmp_path: Path, sqlite_url: str, redis_url: str) -> dict[str, str]:
+    if not (tmp_path / "cfg").exists():
+        shutil.copytree(FIXTURES / "config" / "v0_6", tmp_path / "cfg")
     return {"legacy": sqlite_url, "cache": redis_url, "archive": f"sqlite://{tmp_path}/archive.db",
-            "final": f"sqlite://{tmp_path}/final.db"}
+            "final": f"sqlite://{tmp_path}/final.db", "cfg": str(tmp_path / "cfg")}
+
+
+def digest_files(folder: Path) -> str:
+    return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())).hexdigest()
 
 
 async def live_count(url: str) -> int:
@@ -87,7 +103,8 @@ async def test_two_groups_run_in_parallel_then_the_dependent_one(temporal_client
     res = stores(tmp_path, sqlite_url, redis_url)
     result = await run_plan(temporal_client, task_queue, await resolved(tmp_path, PARALLEL.format(policy="stop", extra=""), res))
     assert result.status == "completed", result.error
-    assert set(result.completed_order[:2]) == {"to-redis", "to-archive"} and result.completed_order[2] == "merge"
+    assert set(result.completed_order[:3]) == {"to-redis", "to-archive", "cfg"} and result.completed_order[3] == "merge"
+    assert "grpc_listener" in (tmp_path / "cfg" / "config.exs").read_text()
     by_id = {s.id: s for s in result.steps}
     assert [by_id[m].figures["sessions_copied"] for m in ("to-redis", "to-archive", "merge")] == [400, 400, 400]
     assert by_id["merge"].figures["source_digest"] == by_id["merge"].figures["target_digest"]
@@ -119,13 +136,17 @@ async def test_dry_run_touches_no_store(temporal_client, task_queue, tmp_path, s
     await fill(res["archive"], 7, expired_fraction=0, seed=3)  # a target that exists, with sessions of its own
     await fill(redis_url, 5, expired_fraction=0, seed=5)
     params = await resolved(tmp_path, PARALLEL.format(policy="rollback", extra=", overwrite: true"), res, dry_run=True)
-    before = (digest_sqlite(sqlite_url), digest_redis(redis_url), digest_sqlite(res["archive"]), digest_sqlite(res["final"]))
+    before = (digest_sqlite(sqlite_url), digest_redis(redis_url), digest_sqlite(res["archive"]), digest_sqlite(res["final"]),
+              digest_files(tmp_path / "cfg"))
     assert before[0] and before[2] and before[3] is None and before[1].endswith(":5")
     result = await run_plan(temporal_client, task_queue, params)
     assert result.status == "dry_run", result.error
     assert all(s.state == "dry_run" and s.child_status == "dry_run" for s in result.steps)
-    assert {s.id: s.figures["sessions_total"] for s in result.steps} == {"to-redis": 120, "to-archive": 120, "merge": 5}
-    after = (digest_sqlite(sqlite_url), digest_redis(redis_url), digest_sqlite(res["archive"]), digest_sqlite(res["final"]))
+    assert {s.id: s.figures.get("sessions_total") for s in result.steps} == {"to-redis": 120, "to-archive": 120, "cfg": None,
+                                                                             "merge": 5}
+    assert next(s for s in result.steps if s.id == "cfg").figures["to_version"] == "0.10"
+    after = (digest_sqlite(sqlite_url), digest_redis(redis_url), digest_sqlite(res["archive"]), digest_sqlite(res["final"]),
+             digest_files(tmp_path / "cfg"))
     assert after == before
 
 
@@ -133,14 +154,15 @@ async def test_rollback_policy_undoes_completed_children_newest_first(temporal_c
     await fill(sqlite_url, 100, expired_fraction=0)
     res = stores(tmp_path, sqlite_url, redis_url)
     await fill(res["archive"], 3, expired_fraction=0, seed=4)  # found before: must be there after the undo
-    archive_before = await store_bytes(res["archive"])
+    archive_before, cfg_before = await store_bytes(res["archive"]), digest_files(tmp_path / "cfg")
     result = await run_plan(temporal_client, task_queue, await resolved(tmp_path, CHAIN.format(policy="rollback"), res))
     assert result.status == "rolled_back", result
     assert result.failed_step == "three" and "injected failure after 1 batches" in result.error
     states = {s.id: s.state for s in result.steps}
-    assert states == {"one": "undone", "two": "undone", "three": "rolled_back"}
-    assert result.completed_order == ["one", "two"] and result.undone_order == ["two", "one"]
+    assert states == {"one": "undone", "two": "undone", "cfg": "undone", "three": "rolled_back"}
+    assert result.completed_order == ["one", "two", "cfg"] and result.undone_order == ["cfg", "two", "one"]
     assert await store_bytes(res["archive"]) == archive_before
+    assert digest_files(tmp_path / "cfg") == cfg_before
     assert await live_count(redis_url) == 0 and await live_count(res["final"]) == 0
     undo_two = await temporal_client.get_workflow_handle(f"{result.plan_id}.two-rollback").describe()
     undo_one = await temporal_client.get_workflow_handle(f"{result.plan_id}.one-rollback").describe()
@@ -152,7 +174,9 @@ async def test_stop_policy_leaves_completed_children(temporal_client, task_queue
     res = stores(tmp_path, sqlite_url, redis_url)
     result = await run_plan(temporal_client, task_queue, await resolved(tmp_path, CHAIN.format(policy="stop"), res))
     assert result.status == "failed" and result.failed_step == "three"
-    assert {s.id: s.state for s in result.steps} == {"one": "completed", "two": "completed", "three": "rolled_back"}
+    assert {s.id: s.state for s in result.steps} == {"one": "completed", "two": "completed", "cfg": "completed",
+                                                     "three": "rolled_back"}
     assert result.undone_order == []
     assert await live_count(redis_url) == 60 and await live_count(res["archive"]) == 60
     assert await live_count(res["final"]) == 0
+    assert "grpc_listener" in (tmp_path / "cfg" / "config.exs").read_text()  # stop: the completed config step stays
