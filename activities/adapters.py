@@ -164,14 +164,21 @@ class AdapterActivities:
     async def restore_adapter_config(self, params: RestoreInput) -> RestoredConfig:
         """Compensation: both files back byte for byte as the backup found them (a file that did not exist is removed)."""
         with as_application_errors():
-            changed = False
-            for found in (params.backup.config, params.backup.generic):
-                changed |= _restore(found)
             config = params.backup.config
+            if params.expect_digest is not None:
+                found_digest = sha256(_read_bytes(Path(config.path)))
+                if found_digest not in (params.expect_digest, config.digest):
+                    raise ConfigChanged(f"{config.path} was edited since the migration wrote it (digest {found_digest}, "
+                                        f"written {params.expect_digest}); it is left as it is",
+                                        hint=f"the backup is {config.backup_path}: put it back by hand if that is wanted")
+            changed = False
+            for found in (config,) if params.config_only else (config, params.backup.generic):
+                changed |= _restore(found)
             now = sha256(Path(config.path).read_bytes()) if config.existed else None
             if now != config.digest:
                 raise ConfigChanged(f"{config.path}: restored, but its digest is {now}, not {config.digest}")
-            return RestoredConfig(config_digest=now, generic_removed=not params.backup.generic.existed, restored=changed)
+            return RestoredConfig(config_digest=now, generic_removed=not params.config_only and not params.backup.generic.existed,
+                                  restored=changed)
 
     @activity.defn(name="replay_recorded_calls")
     async def replay_recorded_calls(self, params: ReplayInput) -> ReplaySummary:

@@ -151,6 +151,41 @@ async def wait_for_adapter_migration(
     )
 
 
+async def request_adapter_rollback(client: Client, migration_id: str, info: dict[str, Any] | None = None) -> WorkflowHandle[Any, Any]:
+    """Roll an adapter migration back: signal it if it runs, else undo it by a new run ``<id>-rollback``.
+
+    The undo puts the backed-up pool config back (refused if it was edited
+    since the migration wrote it), restarts the fleet onto it, then removes
+    the generic configuration file the migration created.
+    """
+    info = info or await describe(client, migration_id)
+    handle = client.get_workflow_handle(migration_id, result_type=AdapterMigrationResult)
+    if info["status"] == "running":
+        await handle.signal("rollback")
+        return handle
+    params = await original_input(client, migration_id)
+    if params.get("rollback_of"):
+        raise BadInput(f"{migration_id} is itself the rollback of {params['rollback_of']}",
+                       hint=f"to try that rollback again: snakepit-migrate rollback {params['rollback_of']}")
+    result = info.get("result") or {}
+    if info["status"] != "completed" or not result.get("written"):
+        raise NotFound(
+            f"adapter migration {migration_id} is {info['status']}: there is nothing to roll back",
+            hint="a failed adapter migration restored its config and fleet itself; only a completed one is undone",
+        )
+    with contextlib.suppress(NotFound):
+        earlier = await describe(client, f"{migration_id}-rollback")
+        if earlier["status"] == "rolled_back":
+            raise AlreadyRolledBack(
+                f"adapter migration {migration_id} was rolled back already by {migration_id}-rollback",
+                hint=f"see: snakepit-migrate status {migration_id}-rollback",
+            )
+    params.update(rollback_of=migration_id, dry_run=False, undo={"backup": result["backup"], "written": result["written"]})
+    return await start_adapter_migration(
+        client, AdapterMigrationInput.model_validate(params), f"{migration_id}-rollback", info["task_queue"]
+    )
+
+
 async def start_custom_migration(
     client: Client, inp: CustomMigrationInput, migration_id: str | None = None, task_queue: str = TASK_QUEUE
 ) -> WorkflowHandle[Any, Any]:
@@ -305,12 +340,7 @@ async def request_rollback(client: Client, migration_id: str) -> WorkflowHandle[
             hint="snakepit-migrate fleet restart --fleet URL --config PREVIOUS_CONFIG",
         )
     if info["type"] == "AdapterMigration":
-        raise BadInput(
-            f"{migration_id} is an adapter migration: a failed one restored its config and its fleet itself, and a "
-            "completed one is undone by putting its backed-up pool config back and restarting the fleet onto it",
-            hint=f"the backup's path is under result.backup in: snakepit-migrate status {migration_id} --json; then "
-            "snakepit-migrate fleet restart --fleet URL --config THAT_BACKUP",
-        )
+        return await request_adapter_rollback(client, migration_id, info)
     handle = client.get_workflow_handle(migration_id, result_type=SessionMigrationResult)
     if info["status"] == "running":
         await handle.signal("rollback")

@@ -88,11 +88,17 @@ class AdapterMigrationWorkflow:
     def __init__(self) -> None:
         self._progress = AdapterMigrationProgress(migration_id="", phase="pending", total=_STEPS)
         self._marked = False
+        self._rollback_requested = False
 
     @workflow.query(name="progress")
     def progress(self) -> AdapterMigrationProgress:
         """Phase, steps done of the seven, and what the current step concerns."""
         return self._progress
+
+    @workflow.signal(name="rollback")
+    def request_rollback(self) -> None:
+        """Stop at the next step boundary and undo what was done."""
+        self._rollback_requested = True
 
     @workflow.run
     async def run(self, params: dict[str, Any]) -> AdapterMigrationResult:
@@ -106,6 +112,8 @@ class AdapterMigrationWorkflow:
             migration_id=mid, status="completed", path=inp.path, fleet=inp.spec, config_path=inp.config_path,
             dry_run=inp.dry_run, started_at=workflow.now().timestamp(),
         )  # fmt: skip
+        if inp.undo is not None:
+            return await self._undo_completed(inp, mid, result)
         saga = Saga()
         try:
             await self._migrate(inp, mid, result, saga)
@@ -165,6 +173,7 @@ class AdapterMigrationWorkflow:
             )
         if inp.dry_run:
             return
+        self._check_rollback_request()
 
         self._set_phase("backup", f"backing up {pool.config_path}")
         await self._mark(inp, mid, "adapter_migration: backup")
@@ -185,6 +194,7 @@ class AdapterMigrationWorkflow:
             ),
         )  # fmt: skip
 
+        self._check_rollback_request()
         self._set_phase("rolling_out", f"rolling the fleet onto config {result.written.config_version}")
         assert backup.config.backup_path is not None
         old_config = backup.config.backup_path
@@ -195,6 +205,7 @@ class AdapterMigrationWorkflow:
             result.rollout = _attached(exc)
             raise
 
+        self._check_rollback_request()
         if inp.traffic is not None and inp.replay_per_tool:
             self._set_phase("replaying", "replaying recorded calls against the live fleet")
             await self._mark(inp, mid, "adapter_migration: replaying")
@@ -209,6 +220,7 @@ class AdapterMigrationWorkflow:
                          for t in result.replay.tools if t.matches != t.cases]
                 raise ApplicationError("the live fleet answered recorded calls differently: " + "; ".join(wrong),
                                        type="ReplayMismatch", non_retryable=True)
+        self._check_rollback_request()
         self._progress.done = _STEPS
 
     async def _rolling_restart(self, inp: AdapterMigrationInput, mid: str, child_id: str, config_path: str) -> RollingRestartResult:
@@ -256,6 +268,42 @@ class AdapterMigrationWorkflow:
         except (Exception, asyncio.CancelledError) as exc:
             result.status = "rollback_failed"
             result.error = f"{result.error}; and the rollback failed: {failure_text(exc)} (still to do: {', '.join(saga.pending)})"
+
+    async def _undo_completed(self, inp: AdapterMigrationInput, mid: str, result: AdapterMigrationResult) -> AdapterMigrationResult:
+        """Undo a completed migration: the pool config back (unless edited since), the fleet onto it, then
+        the generic configuration file removed (instances read it until they leave the generic adapter)."""
+        assert inp.undo is not None
+        undo = inp.undo
+        result.backup, result.generic_path = undo.backup, undo.written.generic_path
+        self._set_phase("rolling_back", f"restoring {undo.backup.config.path}")
+        try:
+            await self._act(AdapterActivities.restore_adapter_config,
+                            RestoreInput(backup=undo.backup, expect_digest=undo.written.config_digest, config_only=True))
+            self._set_phase("rolling_back", "rolling the fleet back onto the restored config")
+            try:  # the child marks the fleet with this run's id once it found no other migration there
+                result.rollback = await self._rolling_restart(inp, mid, f"{mid}-restart", undo.backup.config.path)
+                self._marked = True
+            except ApplicationError as exc:
+                result.rollback = _attached(exc)
+                self._marked = result.rollback is not None and result.rollback.failed_phase != "validating"
+                raise
+            result.restored = await self._act(AdapterActivities.restore_adapter_config, RestoreInput(backup=undo.backup),
+                                              attempts=10)
+        except (Exception, asyncio.CancelledError) as exc:
+            result.status, result.failed_phase = "rollback_failed", "rolling_back"
+            result.error, result.error_type = failure_text(exc), failure_type(exc)
+            await self._clear_mark(inp, mid)
+            self._finish(result)
+            raise ApplicationError(f"rollback of {inp.rollback_of} failed: {result.error}", result, type="RollbackFailed",
+                                   non_retryable=True)
+        await self._clear_mark(inp, mid)
+        result.status, result.rolled_back = "rolled_back", True
+        self._finish(result)
+        return result
+
+    def _check_rollback_request(self) -> None:
+        if self._rollback_requested:
+            raise ApplicationError("rollback requested by an operator", type="RollbackRequested", non_retryable=True)
 
     async def _mark(self, inp: AdapterMigrationInput, mid: str, phase: str) -> None:
         self._marked = True

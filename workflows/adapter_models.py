@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from workflows.fleet_models import Driver, RollingRestartResult, fleet_spec
 
@@ -46,6 +46,14 @@ class AdapterMigrationInput(BaseModel):
     health_timeout_s: float = Field(60.0, gt=0, le=600, description="rollout: how long a restarted instance may take to be healthy")
     settle_s: float = Field(2.0, ge=0, le=600, description="rollout: how long it must then stay healthy")
     dry_run: bool = Field(False, description="analyze and verify, report, write and restart nothing")
+    rollback_of: str | None = Field(None, description="undo the completed migration with this id instead of migrating")
+    undo: UndoPlan | None = Field(None, description="with rollback_of: what that migration backed up and wrote")
+
+    @model_validator(mode="after")
+    def _undo_with_rollback(self) -> "AdapterMigrationInput":
+        if (self.rollback_of is None) != (self.undo is None):
+            raise ValueError("rollback_of and undo go together")
+        return self
 
     @field_validator("accept_mismatch")
     @classmethod
@@ -198,6 +206,15 @@ class RestoreInput(BaseModel):
     """Put both files back as the backup found them."""
 
     backup: BackupPoint
+    expect_digest: str | None = Field(None, description="refuse unless the pool config has this digest now (as written)")
+    config_only: bool = Field(False, description="leave the generic configuration file (a fleet still reads it)")
+
+
+class UndoPlan(BaseModel):
+    """How to undo a completed migration: its backup and what it wrote."""
+
+    backup: BackupPoint
+    written: WrittenConfig
 
 
 class RestoredConfig(BaseModel):
@@ -282,3 +299,6 @@ def abridged(value: Any, limit: int = 300) -> str:
 
     text = json.dumps(value, default=repr, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+AdapterMigrationInput.model_rebuild()

@@ -177,6 +177,17 @@ def report_migration(result: AdapterMigrationResult, json_out: bool) -> int:
     return migration_exit_code(result)
 
 
+async def rollback_run(client: Any, migration_id: str, json_out: bool) -> int:
+    """``rollback ID`` of an adapter migration: signal a running one, undo a completed one, and report."""
+    handle = await api.request_adapter_rollback(client, migration_id)
+    async with worker_while_waiting(client, handle):
+        with ProgressView(quiet=json_out and not err.is_terminal, unit="steps") as view:
+            result = await api.wait_for_adapter_migration(handle, view)
+    if handle.id == migration_id and result.status == "rolled_back" and result.error_type == "RollbackRequested":
+        result.error = None  # a requested rollback that completed is a success of this command
+    return report_migration(result, json_out)
+
+
 async def show_status(client: Any, info: dict[str, Any], watch: bool, json_out: bool) -> int:
     """``status`` of an adapter migration: its progress, or its result as ``adapter migrate`` prints it."""
     if watch and info["status"] == "running":

@@ -155,6 +155,10 @@ async def _rollback(migration_id: str, force: bool, address: str | None, json_ou
         from client.cli import extensions
 
         return await extensions.rollback_run(client, migration_id, json_out)
+    if info["type"] == "AdapterMigration":
+        from client.cli import adapter
+
+        return await adapter.rollback_run(client, migration_id, json_out)
     handle = await api.request_rollback(client, migration_id)
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal) as view:

@@ -143,8 +143,8 @@ async def save_history(handle, name: str | None) -> None:
 
 
 @pytest.mark.parametrize("deployment", [MATH_FLEET], indirect=True)
-async def test_a_fleet_under_load_moves_to_the_mixed_generic_config_with_identical_answers(
-    temporal_client, task_queue, deployment: Deployment
+async def test_a_fleet_under_load_moves_to_the_mixed_generic_config_with_identical_answers_and_back(
+    temporal_client, task_queue, cli, deployment: Deployment
 ) -> None:
     dep = deployment
     for tool, arguments in CALLS:
@@ -173,10 +173,7 @@ async def test_a_fleet_under_load_moves_to_the_mixed_generic_config_with_identic
 
     result = await api.wait_for_adapter_migration(handle, seen, poll_s=0.2)
     await save_history(handle, "adapter_completed")
-    report = await load.end()
     assert result.status == "completed" and result.error is None, result.error
-    assert report.errors == 0 and report.ok == report.requests > 40, report.error_kinds
-    assert set(report.last_results.values()) == {3.0}
     assert {"verifying", "rolling_out", "replaying"} <= set(phases), phases
 
     # Verified: the migratable tools moved, the stateful ones stayed on the custom adapter.
@@ -210,6 +207,23 @@ async def test_a_fleet_under_load_moves_to_the_mixed_generic_config_with_identic
     info = await api.describe(temporal_client, result.migration_id)
     assert info["type"] == "AdapterMigration" and info["status"] == "completed"
     assert info["result"]["written"]["config_version"] == "v1-generic"
+
+    # Undone on request, still under load: the pool config byte for byte, the fleet on the custom adapter.
+    code, out, err = await cli("rollback", result.migration_id, "--json")
+    assert code == 0, (out, err)
+    undone = json.loads(out)
+    assert (undone["migration_id"], undone["status"], undone["error"]) == (f"{result.migration_id}-rollback", "rolled_back", None)
+    assert (undone["rollback"]["restarted"], undone["rollback"]["config_version"]) == (2, "v1")
+    await save_history(temporal_client.get_workflow_handle(undone["migration_id"]), "adapter_rollback_of")
+    report = await load.end()
+    assert report.errors == 0 and report.ok == report.requests > 40, report.error_kinds
+    assert set(report.last_results.values()) == {3.0}
+    assert dep.config_path.read_bytes() == dep.original and not generic_path.exists()
+    assert await dep.state() == {(w, "v1", "base_adapter_tools.MathToolsAdapter") for w in ("w1", "w2")}
+    assert (await dep.fleet.health()).migration is None
+    assert {tool: await asyncio.to_thread(call, dep.fleet.url, tool, args) for tool, args in CALLS} == before
+    code, out, err = await cli("rollback", result.migration_id)
+    assert (code, out) == (2, "") and "rolled back already" in err, (out, err)
 
 
 @pytest.fixture
@@ -273,7 +287,7 @@ async def test_a_generic_mapping_that_answers_differently_is_refused_and_nothing
     code, status, err = await cli("status", mid)
     assert code == 0 and status == out, (status, err)
     code, out, err = await cli("rollback", mid)
-    assert (code, out) == (2, "") and "is an adapter migration" in err, err
+    assert (code, out) == (2, "") and f"adapter migration {mid} is dry_run: there is nothing to roll back" in err, err
     assert dep.files() == ["pool.json"] and dep.config_path.read_bytes() == dep.original
 
     # Bad input: exit 2, one clear line, nothing written.
@@ -383,14 +397,15 @@ async def test_bad_input_dicts_are_refused_before_any_step(temporal_client, task
         assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and expected in cause.message
 
 
-@pytest.mark.parametrize("name", ["adapter_completed", "adapter_rolled_back"])
-async def test_saved_history_replays(name: str) -> None:
+@pytest.mark.parametrize("name, children", [("adapter_completed", ["rollout"]), ("adapter_rolled_back", ["rollout", "rollback"]),
+                                            ("adapter_rollback_of", ["restart"])])
+async def test_saved_history_replays(name: str, children: list[str]) -> None:
     text = (HISTORIES / f"{name}.json").read_text()
-    children = [e.start_child_workflow_execution_initiated_event_attributes.workflow_id
-                for e in WorkflowHistory.from_json(name, text).events
-                if e.HasField("start_child_workflow_execution_initiated_event_attributes")]
-    mid = children[0].removesuffix("-rollout")  # children are named after the run: replay under its id
-    assert children == [f"{mid}-rollout"] + ([f"{mid}-rollback"] if name == "adapter_rolled_back" else [])
+    started = [e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+               for e in WorkflowHistory.from_json(name, text).events
+               if e.HasField("start_child_workflow_execution_initiated_event_attributes")]
+    mid = started[0].rsplit("-", 1)[0]  # children are named after the run: replay under its id
+    assert started == [f"{mid}-{child}" for child in children]
     history = WorkflowHistory.from_json(mid, text)
     result = await Replayer(workflows=all_workflows(), **client_options()).replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
