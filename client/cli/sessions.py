@@ -13,7 +13,8 @@ from client.cli.progress import ProgressView
 from client.paths import home
 from client.embedded import ensure_client, spawn_background_worker, worker_is_polling, worker_while_waiting
 from deployment.audit import default_actor
-from deployment.sessions.stores import open_store
+from deployment.secrets import secrets_dir, stash_password
+from deployment.sessions.stores import open_store, redact_url
 from deployment.sessions.verify import VerifyReport, compare_stores
 from workflows.session_models import SessionMigrationInput, SessionMigrationResult
 
@@ -54,7 +55,17 @@ def migrate(
     )  # fmt: skip
     inp.actor, inp.actor_host = default_actor(actor)
     run(_check_urls(source, target))
+    inp.source, inp.target = keep_passwords_out(source), keep_passwords_out(target)
     return run(_migrate(inp, migration_id, no_wait, address, json_out))
+
+
+def keep_passwords_out(url: str) -> str:
+    """The URL with a literal password moved into a secret file: the workflow's history only sees a reference."""
+    stashed = stash_password(url)
+    if stashed != url:
+        err.print(f"The password of {redact_url(url)} is kept in {secrets_dir()} (mode 600); the workflow sees {stashed} "
+                  "(the worker resolves the reference).")  # fmt: skip
+    return stashed
 
 
 async def _check_urls(*urls: str) -> None:

@@ -113,7 +113,9 @@ def filter_clause(since: str | None, migration: str | None, mark: Callable[[int]
 
 def open_audit_log(url: str | None = None) -> AuditLog:
     """The driver for the audit log at ``url`` (see :func:`audit_url`), not yet opened."""
-    url = audit_url(url)
+    from deployment.secrets import resolve_secrets
+
+    url = resolve_secrets(audit_url(url))
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme == "sqlite":
         from deployment.audit.sqlite import SqliteAuditLog

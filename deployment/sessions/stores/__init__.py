@@ -19,8 +19,12 @@ def open_store(url: str, *, create: bool = True) -> SessionStore:
 
     With ``create=False`` (a source) a missing file or table makes ``open()``
     fail instead of creating it. Raises :class:`UnknownStoreScheme` for a
-    scheme no driver handles.
+    scheme no driver handles. A password given as a reference (see
+    :mod:`deployment.secrets`) is resolved here, in the process that opens the store.
     """
+    from deployment.secrets import resolve_secrets
+
+    url = resolve_secrets(url)  # a ${env:NAME} / ${secret:NAME} password, resolved here and never returned
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme == "jsonl":
         from deployment.sessions.stores.jsonl import JsonlStore
