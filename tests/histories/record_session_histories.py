@@ -1,14 +1,19 @@
 """Record SessionMigration histories for the replay test (run by hand after a deliberate workflow change).
 
-    .venv/bin/python tests/histories/record_session_histories.py
+    .venv/bin/python tests/histories/record_session_histories.py [--force]
 
 Writes session_completed.json, session_rolled_back.json, session_zero_downtime.json
-beside this file, from real runs on a throwaway dev server.
+(recorded before the audit trail: they keep runs in flight from then replayable)
+and session_audit_completed.json, session_audit_rolled_back.json (with the
+audit-trail patch) beside this file, from real runs on a throwaway dev server.
+A history that exists already is kept unless --force is given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +36,7 @@ async def main() -> None:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(), **client_options())
     queue = f"record-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SNAKEPIT_AUDIT_URL"] = f"sqlite://{tmp}/audit.db"
         snap = Path(tmp) / "in.jsonl"
         write_snapshot(snap, generate_sessions(300, now=time.time()))
         runs = {
@@ -41,7 +47,15 @@ async def main() -> None:
             "session_zero_downtime": SessionMigrationInput(
                 source=f"sqlite://{tmp}/a.db", target=f"sqlite://{tmp}/c.db", zero_downtime=True, soak_seconds=0
             ),
+            "session_audit_completed": SessionMigrationInput(
+                source=f"jsonl://{snap}", target=f"sqlite://{tmp}/d.db", batch_size=50, actor="recorder", actor_host="ci"
+            ),
+            "session_audit_rolled_back": SessionMigrationInput(
+                source=f"jsonl://{snap}", target=f"sqlite://{tmp}/e.db", batch_size=50, fail_after_batches=3, actor="recorder"
+            ),
         }
+        if "--force" not in sys.argv:
+            runs = {name: inp for name, inp in runs.items() if not (HERE / f"{name}.json").exists()}
         async with build_worker(env.client, queue):
             for name, inp in runs.items():
                 handle = await api.start_session_migration(env.client, inp, f"{name}-{uuid.uuid4().hex[:6]}", queue)
