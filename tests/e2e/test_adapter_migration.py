@@ -362,8 +362,9 @@ async def test_a_live_replay_that_answers_differently_rolls_the_whole_fleet_back
     assert (await dep.fleet.health()).migration is None
 
 @pytest.mark.parametrize("deployment", [MATH_FLEET], indirect=True)
-async def test_a_migration_cancelled_mid_rollout_puts_files_and_fleet_back(
-    temporal_client, task_queue, deployment: Deployment
+@pytest.mark.parametrize("how", ["cancel", "rollback"])
+async def test_a_migration_cancelled_or_rolled_back_mid_rollout_puts_files_and_fleet_back(
+    temporal_client, task_queue, deployment: Deployment, how: str
 ) -> None:
     dep = deployment
     inp = AdapterMigrationInput(path=str(MATH_TOOLS), fleet=f"local:{dep.fleet.url}", config_path=str(dep.config_path),
@@ -375,11 +376,19 @@ async def test_a_migration_cancelled_mid_rollout_puts_files_and_fleet_back(
         await asyncio.sleep(0.1)
     else:
         pytest.fail("no instance reached the generic adapter")
-    await handle.cancel()
+    if how == "cancel":
+        await handle.cancel()
+    else:  # an operator's rollback: the rollout finishes, then the migration stops and undoes it
+        assert (await api.request_rollback(temporal_client, handle.id)).id == handle.id
     result = await api.wait_for_adapter_migration(handle)
-    assert (result.status, result.failed_phase) == ("rolled_back", "rolling_out"), result
-    assert "cancelled" in (result.error or ""), result.error
-    assert result.rollback is not None and result.rollback.status == "completed"
+    assert result.status == "rolled_back", result
+    if how == "cancel":
+        assert result.failed_phase == "rolling_out" and "cancelled" in (result.error or ""), result.error
+        assert result.rollback is not None and result.rollback.status == "completed"
+    else:
+        assert (result.failed_phase, result.error_type) == ("rolling_out", "RollbackRequested"), result
+        assert result.rollout is not None and result.rollout.restarted == 2
+        assert result.rollback is not None and (result.rollback.status, result.rollback.restarted) == ("completed", 2)
     assert dep.config_path.read_bytes() == dep.original and not (dep.folder / "generic-adapter.json").exists()
     assert await dep.state() == {(w, "v1", "base_adapter_tools.MathToolsAdapter") for w in ("w1", "w2")}
     assert (await dep.fleet.health()).migration is None
