@@ -160,7 +160,7 @@ class AdapterMigrationWorkflow:
                 examples=inp.examples, accept=inp.accept_mismatch, rel_tol=inp.rel_tol, abs_tol=inp.abs_tol,
                 timeout_s=inp.sandbox_timeout_s, stage_as=None if inp.dry_run else mid,
             ),
-            _long(inp.sandbox_timeout_s * 4 + 600),
+            _long(inp.sandbox_timeout_s * (len(result.analysis.tools) // 2 + 1) + 600),  # two tools at a time
             attempts=2,
         )  # fmt: skip
         result.verification = verified
