@@ -381,6 +381,20 @@ async def wait_for_plan(
     return await wait_for_result(handle, on_progress, poll_s, result_type=MigrationPlanResult, progress_type=PlanProgress)
 
 
+async def lock_holders(client: Client, inp: MigrationPlanInput) -> dict[str, str]:
+    """The resources of a plan that a running lock holds, each with the run holding it (its parent)."""
+    from deployment.plans.model import lock_id
+    from deployment.sessions.stores.base import redact_url
+
+    held: dict[str, str] = {}
+    for resource in inp.resources():
+        with contextlib.suppress(RPCError):  # no such lock: free
+            desc = await client.get_workflow_handle(lock_id(resource)).describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                held[redact_url(resource)] = desc.parent_id or "an unknown run"
+    return held
+
+
 async def child_phases(client: Client, progress: PlanProgress) -> dict[str, dict[str, Any]]:
     """The ``progress`` of every running child of a plan (phase, done, total), by child id."""
     phases: dict[str, dict[str, Any]] = {}

@@ -9,8 +9,9 @@ def all_workflows() -> list[type]:
     from workflows.config_migration import ConfigMigrationWorkflow
     from workflows.custom_migration import CustomMigrationWorkflow
     from workflows.migration_plan import MigrationPlanWorkflow
+    from workflows.resource_lock import ResourceLockWorkflow
     from workflows.rolling_restart import RollingRestartWorkflow
     from workflows.session_migration import SessionMigrationWorkflow
 
     return [SessionMigrationWorkflow, ConfigMigrationWorkflow, RollingRestartWorkflow, CustomMigrationWorkflow,
-            AdapterMigrationWorkflow, MigrationPlanWorkflow]
+            AdapterMigrationWorkflow, MigrationPlanWorkflow, ResourceLockWorkflow]

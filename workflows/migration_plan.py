@@ -7,21 +7,28 @@ the failing group still running are left to finish.  Then, by the plan's
 policy, ``stop`` leaves completed children in place, and ``rollback`` undoes
 them newest first, each by a later run of its own workflow with
 ``rollback_of`` (``<child id>-rollback``).  ``dry_run`` is passed to every child.
+
+Before the first child, a real run takes the lock of every resource it
+touches (a ``ResourceLock`` child each, in sorted order); a resource another
+run holds fails the plan with ``ResourceLocked`` at once, or, with
+``wait_for_lock``, is tried again every ``LOCK_RETRY_S`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError, WorkflowAlreadyStartedError
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from deployment.plans.model import REVERSIBLE, ResolvedStep
+    from deployment.plans.model import REVERSIBLE, ResolvedStep, lock_id
+    from deployment.sessions.stores.base import redact_url
     from workflows.plan_models import MigrationPlanInput, MigrationPlanResult, PlanProgress, StepProgress
 
 # figures copied from a child's result into the plan's (only counts, digests and statuses)
@@ -29,6 +36,7 @@ _FIGURES = ("sessions_total", "sessions_copied", "source_digest", "target_digest
             "restarted", "changed", "done", "from_version", "to_version", "version")
 # fault-injection params a rollback run must not inherit
 _FAULTS = ("fail_after_batches", "fail_after_files", "fail_after_checkpoints")
+LOCK_RETRY_S = 2.0
 
 
 def _child_failure(exc: BaseException) -> tuple[str, dict[str, Any]]:
@@ -49,6 +57,7 @@ class MigrationPlanWorkflow:
 
     def __init__(self) -> None:
         self._progress = PlanProgress(plan_id="", plan="", environment="")
+        self._locks: list[ChildWorkflowHandle[Any, Any]] = []
 
     @workflow.query(name="progress")
     def progress(self) -> PlanProgress:
@@ -65,7 +74,7 @@ class MigrationPlanWorkflow:
         group_of = {mid: n + 1 for n, group in enumerate(inp.levels) for mid in group}
         steps = {s.id: s for s in inp.steps}
         self._progress = PlanProgress(
-            plan_id=plan_id, plan=inp.plan, environment=inp.environment, phase="running", groups=len(inp.levels),
+            plan_id=plan_id, plan=inp.plan, environment=inp.environment, phase="pending", groups=len(inp.levels),
             steps=[StepProgress(id=s.id, type=s.type, workflow=s.workflow, group=group_of[s.id], child_id=f"{plan_id}.{s.id}")
                    for s in inp.steps],
         )  # fmt: skip
@@ -74,6 +83,16 @@ class MigrationPlanWorkflow:
             dry_run=inp.dry_run, started_at=workflow.now().timestamp(), steps=self._progress.steps,
         )  # fmt: skip
         state = {s.id: s for s in self._progress.steps}
+        if not inp.dry_run:  # a dry run writes nothing: it takes no lock
+            await self._lock_all(inp, plan_id)
+        self._progress.phase = "running"
+        try:
+            return await self._run_groups(inp, steps, state, result)
+        finally:
+            await self._release_all()
+
+    async def _run_groups(self, inp: MigrationPlanInput, steps: dict[str, ResolvedStep], state: dict[str, StepProgress],
+                          result: MigrationPlanResult) -> MigrationPlanResult:
         for n, group in enumerate(inp.levels, 1):
             self._progress.group = n
             await asyncio.gather(*(self._run_child(steps[mid], state[mid], inp.dry_run, result) for mid in group))
@@ -92,6 +111,41 @@ class MigrationPlanWorkflow:
         self._finish(result)
         raise ApplicationError(f"plan {inp.plan} {result.status}: {result.failed_step}: {result.error}", result,
                                type="PlanRolledBack" if result.status == "rolled_back" else "PlanFailed", non_retryable=True)
+
+    async def _lock_all(self, inp: MigrationPlanInput, plan_id: str) -> None:
+        """Take the lock of every resource, in sorted order; refuse (or wait) on one held by another run."""
+        self._progress.phase = "locking"
+        for resource in inp.resources():
+            lid = lock_id(resource)
+            while True:
+                try:
+                    handle = await workflow.start_child_workflow(
+                        "ResourceLock", {"resource": redact_url(resource), "holder": plan_id}, id=lid,
+                        parent_close_policy=ParentClosePolicy.TERMINATE,
+                    )  # fmt: skip
+                    break
+                except WorkflowAlreadyStartedError:
+                    if not inp.wait_for_lock:
+                        await self._release_all()
+                        raise ApplicationError(
+                            f"{redact_url(resource)} is locked by another run (lock {lid})", {"lock_id": lid},
+                            type="ResourceLocked", non_retryable=True,
+                        )  # fmt: skip
+                    self._progress.waiting_for = lid
+                    await workflow.sleep(timedelta(seconds=LOCK_RETRY_S))
+            self._locks.append(handle)
+            self._progress.locks.append(lid)
+        self._progress.waiting_for = None
+
+    async def _release_all(self) -> None:
+        """Release every lock held, newest first (one already ended, e.g. terminated by an operator, is released)."""
+        while self._locks:
+            handle = self._locks.pop()
+            try:
+                await handle.signal("release")
+            except Exception as exc:  # the lock workflow is gone: nothing is held
+                workflow.logger.warning("Lock %s was already released: %s", handle.id, exc)
+            self._progress.locks.remove(handle.id)
 
     async def _run_child(self, step: ResolvedStep, state: StepProgress, dry_run: bool, result: MigrationPlanResult) -> None:
         child_input = dict(step.input, dry_run=True) if dry_run else dict(step.input)

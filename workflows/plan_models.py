@@ -42,9 +42,11 @@ class PlanProgress(BaseModel):
     plan_id: str
     plan: str
     environment: str
-    phase: Literal["pending", "running", "rolling_back", "done"] = "pending"
+    phase: Literal["pending", "locking", "running", "rolling_back", "done"] = "pending"
     group: int = 0
     groups: int = 0
+    locks: list[str] = Field([], description="the ResourceLock workflows this run holds")
+    waiting_for: str | None = Field(None, description="with wait_for_lock: the lock it waits for")
     steps: list[StepProgress] = []
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Optional
 
 import typer
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from client import api
 from client.cli import app
@@ -14,6 +15,7 @@ from client.embedded import ensure_client, worker_while_waiting
 from client.paths import home
 from deployment.errors import MigrateError
 from deployment.plans.check import Validation, validate_plan
+from deployment.plans.errors import ResourceLocked
 from deployment.plans.model import ResolvedPlan
 from deployment.plans.report import markdown, show as show_plan
 from workflows.plan_models import MigrationPlanResult, PlanProgress, StepProgress
@@ -95,6 +97,7 @@ def run_plan(
     environments: Envs = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="every migration simulates and writes nothing; report what would change")] = False,
     plan_id: Annotated[Optional[str], typer.Option("--id", help="the plan run id (default: generated)")] = None,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait for resources another run holds instead of refusing (exit 3)")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
     json_out: Json = False,
 ) -> int:
@@ -109,11 +112,30 @@ def run_plan(
         _print_issues(found)
         err.print("the plan is not valid, nothing was started: fix the errors above")
         return 2
-    return run(_run(found.resolved(dry_run=dry_run), plan_id, address, json_out))
+    inp = found.resolved(dry_run=dry_run).model_copy(update={"wait_for_lock": wait_for_lock})
+    try:
+        return run(_run(inp, plan_id, address, json_out))
+    except ResourceLocked as exc:
+        if json_out:
+            emit_json({"error": exc.message, "hint": exc.hint, "type": "ResourceLocked"})
+        err.print(f"error: {exc}")
+        return exc.exit_code
+
+
+def _locked(held: dict[str, str]) -> ResourceLocked:
+    holders = sorted(set(held.values()))
+    return ResourceLocked(
+        "locked by a running plan: " + "; ".join(f"{r} by {h}" for r, h in held.items()),
+        hint=f"wait for it (snakepit-migrate status {holders[0]} --watch), or run again with --wait-for-lock",
+    )
 
 
 async def _run(inp: ResolvedPlan, plan_id: str | None, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
+    if not inp.dry_run and not inp.wait_for_lock:
+        held = await api.lock_holders(client, inp)
+        if held:
+            raise _locked(held)
     handle = await api.start_migration_plan(client, inp, plan_id)
     err.print(f"Started plan {inp.plan} in {inp.environment} as {handle.id}" + (" (dry run)" if inp.dry_run else ""))
     seen: dict[str, str] = {}
@@ -124,8 +146,13 @@ async def _run(inp: ResolvedPlan, plan_id: str | None, address: str | None, json
                 seen[step.id] = step.state
                 err.print(f"  group {step.group} {step.id}: {step.state}")
 
-    async with worker_while_waiting(client, handle):
-        result = await api.wait_for_plan(handle, changed)
+    try:
+        async with worker_while_waiting(client, handle):
+            result = await api.wait_for_plan(handle, changed)
+    except WorkflowFailureError as exc:  # refused at its start: a lock taken between the check and the start
+        if isinstance(exc.cause, ApplicationError) and exc.cause.type == "ResourceLocked":
+            raise _locked(await api.lock_holders(client, inp) or {exc.cause.message: "another run"}) from None
+        raise
     if json_out:
         emit_json(result.model_dump())
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployment.errors import BadInput
+from deployment.errors import BadInput, MigrateError
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,9 @@ class PlanIssue:
 
 class PlanUnreadable(BadInput):
     """A plan or environments file that cannot be read or is not YAML (exit 2)."""
+
+
+class ResourceLocked(MigrateError):
+    """A resource another running plan holds (exit code 3); the message names the holder and how to wait."""
+
+    exit_code = 3

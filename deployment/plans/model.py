@@ -7,6 +7,7 @@ every value, :mod:`deployment.plans.graph` orders it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -130,8 +131,18 @@ class ResolvedPlan(BaseModel):
     digest: str
     policy: Literal["stop", "rollback"] = "stop"
     dry_run: bool = False
+    wait_for_lock: bool = False
     steps: list[ResolvedStep]
     levels: list[list[str]]
 
+    def resources(self) -> list[str]:
+        """Every resource value the plan touches, once, in the order its locks are taken (sorted: no two waiters deadlock)."""
+        return sorted({r["value"] for s in self.steps for r in s.resources}, key=lock_id)
+
 # The types a later run with ``rollback_of`` undoes after they completed (the plan's ``rollback`` policy uses it).
 REVERSIBLE = frozenset({"sessions", "config", "custom"})
+
+
+def lock_id(resource: str) -> str:
+    """The id of the ``ResourceLock`` workflow guarding a resource (its bound value): one running lock per resource."""
+    return "lock-" + hashlib.sha256(resource.encode()).hexdigest()[:20]

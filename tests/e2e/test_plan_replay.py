@@ -17,11 +17,12 @@ HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("pla
 
 def test_every_outcome_has_a_saved_history():
     assert {p.stem for p in HISTORIES} == {"plan_completed", "plan_rolled_back"}
-    # the rolled-back plan started its children's undo runs: three children, two rollbacks
+    # the rolled-back plan took a lock per store, ran three children, then two undo runs, newest first
     events = json.loads((HISTORIES[1]).read_text())["events"]
-    started = [e for e in events if e["eventType"] == "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED"]
-    assert [e["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"].split(".")[-1] for e in started] == [
-        "one", "two", "three", "two-rollback", "one-rollback"]
+    started = [e["startChildWorkflowExecutionInitiatedEventAttributes"] for e in events
+               if e["eventType"] == "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED"]
+    assert [s["workflowType"]["name"] for s in started] == ["ResourceLock"] * 4 + ["SessionMigration"] * 5
+    assert [s["workflowId"].split(".")[-1] for s in started[4:]] == ["one", "two", "three", "two-rollback", "one-rollback"]
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
