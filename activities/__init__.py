@@ -18,6 +18,7 @@ def _bound_activities(obj: object) -> list[Callable[..., Any]]:
 def all_activities() -> list[Callable[..., Any]]:
     """Every activity the worker registers, bound to one instance per class."""
     from activities.adapters import AdapterActivities
+    from activities.alerts import AlertActivities
     from activities.audit import AuditActivities
     from activities.config_files import ConfigFileActivities
     from activities.extensions import ExtensionActivities
@@ -26,5 +27,5 @@ def all_activities() -> list[Callable[..., Any]]:
     from activities.sessions import SessionActivities
 
     instances: list[object] = [SessionActivities(), SessionRoutingActivities(), ConfigFileActivities(), FleetActivities(), ExtensionActivities(),
-                                 AdapterActivities(), AuditActivities()]
+                                 AdapterActivities(), AuditActivities(), AlertActivities()]
     return [fn for obj in instances for fn in _bound_activities(obj)]

@@ -17,3 +17,16 @@ class AuditEventInput(BaseModel):
     host: str | None = Field(None, description="where they started it from; None: the worker's host")
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+
+
+class AlertInput(BaseModel):
+    """What went wrong in a run, for the alert sinks (webhooks and the log)."""
+
+    kind: str = Field(description="rolled_back, rollback_failed, failed or verification_mismatch")
+    migration_id: str
+    at: float = Field(description="workflow time (epoch seconds)")
+    step: str | None = Field(None, description="the phase the run failed in")
+    error: str | None = None
+    error_type: str | None = None
+    action: str = Field(description="what was done about it")
+    figures: dict[str, Any] = Field(default_factory=dict, description="the run's outcome in figures")

@@ -5,6 +5,10 @@
 shows the run's actions in the order they happened. ``flush`` waits for every
 entry. Runs started before the audit trail existed record nothing (the
 ``audit-trail`` patch), so their histories still replay.
+
+The last entry of a run that failed, was rolled back or whose rollback
+failed also raises an alert (``send_alert``: webhooks and the log), after the
+entries; runs started before alerts existed raise none (the ``alerts`` patch).
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.alerts import AlertActivities
     from activities.audit import AuditActivities
     from deployment.audit.entry import scrub
-    from workflows.audit_models import AuditEventInput
+    from workflows.audit_models import AlertInput, AuditEventInput
 
 PATCH = "audit-trail"
 # An audit log that is down holds the end of the run up to an hour; bad input fails at once.
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                      non_retryable_error_types=["BadInput"])  # fmt: skip
+_ALERT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_attempts=5)
 
 
 class AuditTrail:
@@ -45,6 +51,9 @@ class AuditTrail:
             actor=self.actor, host=self.host, before=scrub(before), after=scrub(after),
         )  # fmt: skip
         self._tail = asyncio.ensure_future(self._append(self._tail, entry))
+        alert = alert_for(entry)
+        if alert is not None and workflow.patched("alerts"):
+            self._tail = asyncio.ensure_future(self._send(self._tail, alert))
 
     async def _append(self, previous: asyncio.Task[None] | None, entry: AuditEventInput) -> None:
         if previous is not None:
@@ -61,7 +70,36 @@ class AuditTrail:
             self.failures.append(f"{entry.event}: {exc.cause if getattr(exc, 'cause', None) else exc}")
             workflow.logger.error("Audit entry %s of %s was not written: %s", entry.event, entry.migration_id, self.failures[-1])
 
+    async def _send(self, previous: asyncio.Task[None] | None, alert: AlertInput) -> None:
+        if previous is not None:
+            await previous
+        try:
+            await workflow.execute_activity_method(
+                AlertActivities.send_alert, alert, retry_policy=_ALERT_RETRY, start_to_close_timeout=timedelta(seconds=60)
+            )
+        except Exception as exc:
+            self.failures.append(f"alert {alert.kind}: {exc.cause if getattr(exc, 'cause', None) else exc}")
+            workflow.logger.error("Alert %s of %s was not delivered: %s", alert.kind, alert.migration_id, self.failures[-1])
+
     async def flush(self) -> None:
         """Wait until every queued entry is written (or has failed for good)."""
         if self._tail is not None:
             await asyncio.shield(self._tail)
+
+
+def alert_for(entry: AuditEventInput) -> AlertInput | None:
+    """The alert a run's last entry calls for: a failure, a rollback or a failed rollback; None for a success."""
+    state = entry.after or {}
+    status = state.get("status")
+    if entry.event != "ended" or status in (None, "completed", "dry_run") or not state.get("error"):
+        return None
+    actions = {
+        "rolled_back": f"rolled back: {state.get('restored', 0)} record(s) put back as they were found",
+        "rollback_failed": "the rollback failed: the target may hold part of the change; run the rollback again or repair it",
+        "failed": "nothing had been written, so nothing was rolled back",
+    }
+    return AlertInput(
+        kind="verification_mismatch" if state.get("error_type") == "VerificationFailed" else status,
+        migration_id=entry.migration_id, at=entry.at, step=state.get("failed_phase"), error=state.get("error"),
+        error_type=state.get("error_type"), action=actions.get(status, status), figures=state,
+    )  # fmt: skip

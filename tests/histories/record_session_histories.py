@@ -5,7 +5,7 @@
 Writes session_completed.json, session_rolled_back.json, session_zero_downtime.json
 (recorded before the audit trail: they keep runs in flight from then replayable)
 and session_audit_completed.json, session_audit_rolled_back.json (with the
-audit-trail patch) beside this file, from real runs on a throwaway dev server.
+audit-trail patch) and session_alerted_rolled_back.json (with the alerts patch too) beside this file, from real runs on a throwaway dev server.
 A history that exists already is kept unless --force is given.
 """
 
@@ -52,6 +52,9 @@ async def main() -> None:
             ),
             "session_audit_rolled_back": SessionMigrationInput(
                 source=f"jsonl://{snap}", target=f"sqlite://{tmp}/e.db", batch_size=50, fail_after_batches=3, actor="recorder"
+            ),
+            "session_alerted_rolled_back": SessionMigrationInput(
+                source=f"jsonl://{snap}", target=f"sqlite://{tmp}/f.db", batch_size=50, fail_after_batches=3, actor="recorder"
             ),
         }
         if "--force" not in sys.argv:
