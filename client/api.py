@@ -395,6 +395,17 @@ async def lock_holders(client: Client, inp: MigrationPlanInput) -> dict[str, str
     return held
 
 
+async def completed_plan_runs(client: Client, digest: str, environment: str, limit: int = 200) -> list[str]:
+    """Ids of the real (not dry) runs of the plan with this digest that completed in ``environment``, newest first."""
+    found = []
+    async for wf in client.list_workflows("WorkflowType = 'MigrationPlan' AND ExecutionStatus = 'Completed'", limit=limit):
+        with contextlib.suppress(Exception):  # a run whose result does not read as a plan's is not one
+            result = _as_result(await client.get_workflow_handle(wf.id, run_id=wf.run_id).result(), MigrationPlanResult)
+            if result.digest == digest and result.environment == environment and result.status == "completed":
+                found.append(wf.id)
+    return found
+
+
 async def child_phases(client: Client, progress: PlanProgress) -> dict[str, dict[str, Any]]:
     """The ``progress`` of every running child of a plan (phase, done, total), by child id."""
     phases: dict[str, dict[str, Any]] = {}

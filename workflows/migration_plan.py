@@ -80,7 +80,8 @@ class MigrationPlanWorkflow:
         )  # fmt: skip
         result = MigrationPlanResult(
             plan_id=plan_id, plan=inp.plan, environment=inp.environment, digest=inp.digest, policy=inp.policy,
-            dry_run=inp.dry_run, started_at=workflow.now().timestamp(), steps=self._progress.steps,
+            dry_run=inp.dry_run, promoted_from=inp.promoted_from, started_at=workflow.now().timestamp(),
+            steps=self._progress.steps,
         )  # fmt: skip
         state = {s.id: s for s in self._progress.steps}
         if not inp.dry_run:  # a dry run writes nothing: it takes no lock

@@ -59,6 +59,7 @@ class MigrationPlanResult(BaseModel):
     digest: str
     policy: str
     dry_run: bool = False
+    promoted_from: str | None = Field(None, description="the run in another environment this one was promoted from")
     status: Status = "completed"
     steps: list[StepProgress] = []
     completed_order: list[str] = Field([], description="steps in the order they completed")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -13,7 +16,7 @@ from client.cli import app
 from client.cli.common import emit_json, err, out, run
 from client.embedded import ensure_client, worker_while_waiting
 from client.paths import home
-from deployment.errors import MigrateError
+from deployment.errors import BadInput, MigrateError
 from deployment.plans.check import Validation, validate_plan
 from deployment.plans.errors import ResourceLocked
 from deployment.plans.model import ResolvedPlan
@@ -115,7 +118,7 @@ def run_plan(
     inp = found.resolved(dry_run=dry_run).model_copy(update={"wait_for_lock": wait_for_lock})
     try:
         return run(_run(inp, plan_id, address, json_out))
-    except ResourceLocked as exc:
+    except MigrateError as exc:
         if json_out:
             emit_json({"error": exc.message, "hint": exc.hint, "type": "ResourceLocked"})
         err.print(f"error: {exc}")
@@ -157,6 +160,8 @@ async def _run(inp: ResolvedPlan, plan_id: str | None, address: str | None, json
         emit_json(result.model_dump())
     else:
         out.print(render_tree(result.plan_id, result.plan, result.environment, result.status, result.steps))
+        if result.promoted_from:
+            out.print(f"promoted from {result.promoted_from}")
         if result.error:
             out.print(f"failed at {result.failed_step}: {result.error}")
     return 0 if result.status in ("completed", "dry_run") else 1
@@ -208,3 +213,78 @@ async def show_status(client: Client, info: dict[str, Any], watch: bool, json_ou
     else:
         out.print(f"{info['migration_id']}: {info['status']}")
     return 0
+
+
+@plan_app.command("export")
+def export(
+    plan: PlanArg,
+    env: Annotated[str, typer.Option("--env", help="the environment to bind")],
+    environments: Envs = None,
+    out_file: Annotated[Optional[str], typer.Option("--out", help="write it to this file (default: stdout)")] = None,
+) -> int:
+    """Write the plan bound to an environment as one self-contained, digest-stamped procedure (JSON)."""
+    found = _validate(plan, env, environments, False)
+    if isinstance(found, int):
+        return found
+    if not found.valid:
+        _print_issues(found)
+        err.print("the plan is not valid: nothing exported")
+        return 1
+    procedure = found.resolved()
+    text = json.dumps({
+        "format": "snakepit-migrate-procedure/1", "plan": procedure.plan, "environment": procedure.environment,
+        "plan_digest": procedure.digest, "procedure_digest": procedure.procedure_digest(),
+        "procedure": procedure.model_dump(exclude={"dry_run", "wait_for_lock", "promoted_from"}),
+    }, indent=2, sort_keys=True) + "\n"  # fmt: skip
+    if out_file:
+        Path(out_file).write_text(text)
+        err.print(f"exported {procedure.plan} for {procedure.environment} to {out_file} "
+                  f"(procedure digest {procedure.procedure_digest()[:16]})")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+@plan_app.command("promote")
+def promote(
+    plan: PlanArg,
+    source_env: Annotated[str, typer.Option("--from", help="the environment the plan passed in, e.g. staging")],
+    target_env: Annotated[str, typer.Option("--to", help="the environment to run it in now, e.g. production")],
+    environments: Envs = None,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait for resources another run holds")] = False,
+    address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
+    json_out: Json = False,
+) -> int:
+    """Run in --to the same plan (same digest) that completed in --from, recording which run it was promoted from.
+
+    Refused (exit 2, nothing started) unless a real run of this exact plan file completed in --from.
+    """
+    found = _validate(plan, target_env, environments, json_out)
+    if isinstance(found, int):
+        return found
+    if not found.valid:
+        if json_out:
+            emit_json(found.as_json())
+        _print_issues(found)
+        err.print(f"the plan is not valid in {target_env}, nothing was started: fix the errors above")
+        return 2
+    inp = found.resolved().model_copy(update={"wait_for_lock": wait_for_lock})
+    try:
+        return run(_promote(inp, source_env, address, json_out))
+    except MigrateError as exc:
+        if json_out:
+            emit_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
+        err.print(f"error: {exc}")
+        return exc.exit_code
+
+
+async def _promote(inp: ResolvedPlan, source_env: str, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    passed = await api.completed_plan_runs(client, inp.digest, source_env)
+    if not passed:
+        raise BadInput(
+            f"plan {inp.plan} (digest {inp.digest[:16]}) has no completed run in {source_env}: not promoted to {inp.environment}",
+            hint=f"run it there first: snakepit-migrate plan run PLAN --env {source_env} (a changed plan file has a new digest)",
+        )
+    err.print(f"promoting {inp.plan} from {source_env} run {passed[0]} to {inp.environment}")
+    return await _run(inp.model_copy(update={"promoted_from": passed[0]}), None, address, json_out)

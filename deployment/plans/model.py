@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -132,8 +133,14 @@ class ResolvedPlan(BaseModel):
     policy: Literal["stop", "rollback"] = "stop"
     dry_run: bool = False
     wait_for_lock: bool = False
+    promoted_from: str | None = None  # the run of the same plan digest that completed in another environment
     steps: list[ResolvedStep]
     levels: list[list[str]]
+
+    def procedure_digest(self) -> str:
+        """sha256 of the procedure itself (every bound step and input), as exported."""
+        body = self.model_dump(exclude={"dry_run", "wait_for_lock", "promoted_from"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def resources(self) -> list[str]:
         """Every resource value the plan touches, once, in the order its locks are taken (sorted: no two waiters deadlock)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -144,3 +145,45 @@ def test_plan_run_refuses_an_invalid_plan_with_exit_2(cli, tmp_path):
                                   "archive": f"sqlite://{tmp_path}/a.db", "final": f"sqlite://{tmp_path}/f.db"})
     code, out, err = cli("plan", "run", plan, "--env", "staging")
     assert code == 2 and "nothing was started" in err and "missing.db does not exist" in err
+
+
+def two_environments(tmp_path: Path, staging: dict[str, str], production: dict[str, str]) -> None:
+    def block(res: dict[str, str]) -> str:
+        return "".join(f"      {k}: {v!r}\n" for k, v in res.items())
+
+    (tmp_path / "environments.yaml").write_text(
+        f"environments:\n  staging:\n    resources:\n{block(staging)}  production:\n    resources:\n{block(production)}")
+
+
+async def test_export_and_promote_only_what_passed_in_staging(cli, tmp_path, sqlite_url, redis_url):
+    plan_text = "plan: promote-me\nmigrations:\n  - id: move\n    type: sessions\n    params: {source: \"@src\", target: \"@dst\"}\n"
+    (tmp_path / "plan.yaml").write_text(plan_text)
+    prod_src = f"sqlite://{tmp_path}/prod-src.db"
+    await fill(sqlite_url, 30, expired_fraction=0)
+    await fill(prod_src, 40, expired_fraction=0, seed=8)
+    two_environments(tmp_path, {"src": sqlite_url, "dst": redis_url}, {"src": prod_src, "dst": f"sqlite://{tmp_path}/prod-dst.db"})
+    plan = str(tmp_path / "plan.yaml")
+
+    code, out, err = cli("plan", "export", plan, "--env", "production", "--out", str(tmp_path / "prod.json"))
+    assert code == 0, err
+    exported = json.loads((tmp_path / "prod.json").read_text())
+    assert exported["procedure"]["steps"][0]["input"] == {"source": prod_src, "target": f"sqlite://{tmp_path}/prod-dst.db"}
+    assert exported["plan_digest"] == hashlib.sha256(plan_text.encode()).hexdigest()
+
+    code, out, err = cli("plan", "run", plan, "--env", "staging", "--dry-run")
+    assert code == 0, err
+    code, out, err = cli("plan", "promote", plan, "--from", "staging", "--to", "production", "--json")
+    assert code == 2 and "has no completed run in staging: not promoted to production" in json.loads(out)["error"]
+    assert not (tmp_path / "prod-dst.db").exists()
+
+    code, out, err = cli("plan", "run", plan, "--env", "staging", "--id", "plan-staging-ok", "--json")
+    assert code == 0, err
+    code, out, err = cli("plan", "promote", plan, "--from", "staging", "--to", "production", "--json")
+    assert code == 0, err
+    promoted = json.loads(out)
+    assert promoted["environment"] == "production" and promoted["promoted_from"] == "plan-staging-ok"
+    assert promoted["steps"][0]["figures"]["sessions_copied"] == 40
+
+    (tmp_path / "plan.yaml").write_text(plan_text + "# edited after staging\n")
+    code, out, err = cli("plan", "promote", plan, "--from", "staging", "--to", "production")
+    assert code == 2 and "has no completed run in staging" in err and "a changed plan file has a new digest" in err
