@@ -1,4 +1,4 @@
-"""``snakepit-migrate audit ...`` and ``history``: the audit trail and the Temporal history of a run."""
+"""``snakepit-migrate audit ...``, ``history`` and ``report``: the audit trail, the Temporal history and the report of a run."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from client.cli.common import emit_json, out, run
 from client.embedded import ensure_client
 from deployment.audit import ChainReport, open_audit_log, parse_since
 from deployment.audit.export import FORMATS, export_entries
+from deployment.audit.report import FORMATS as REPORT_FORMATS, build_report, render_report
 from deployment.errors import BadInput
 
 audit_app = typer.Typer(
@@ -84,3 +85,27 @@ def history(migration_id: Annotated[str, typer.Argument(help="the migration id")
 async def _history(migration_id: str, address: str | None) -> str:
     client = await ensure_client(address)
     return await api.export_history(client, migration_id)
+
+
+@app.command("report")
+def report(
+    migration_id: Annotated[str, typer.Argument(help="the migration id")],
+    fmt: Annotated[str, typer.Option("--format", help="md, html (one self-contained file) or json")] = "md",
+    url: Url = None,
+    address: Address = None,
+) -> int:
+    """The final report of a migration to stdout: before and after, each step with its timing, validation,
+    data integrity, rollback and totals, from its result and its audit entries."""
+    if fmt not in REPORT_FORMATS:
+        raise BadInput(f"--format {fmt!r} is not one of {', '.join(REPORT_FORMATS)}")
+    sys.stdout.write(run(_report(migration_id, fmt, url, address)))
+    return 0
+
+
+async def _report(migration_id: str, fmt: str, url: str | None, address: str | None) -> str:
+    client = await ensure_client(address)
+    info = await api.describe(client, migration_id)
+    async with open_audit_log(url) as log:
+        chain = await log.verify()
+        entries = await log.entries(migration=migration_id)
+    return render_report(build_report(info, entries, chain.ok), fmt)
