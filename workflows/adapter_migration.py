@@ -7,7 +7,10 @@ the pool config and the generic configuration file → write both
 replay recorded calls against the live fleet → done.  The restore of both
 files is registered before the write, and the fleet's way back (a child
 ``RollingRestart`` onto the backed-up config) before the rollout, so any
-failure from the write on leaves files and fleet as they were found.
+failure from the write on leaves files and fleet as they were found.  The
+``rollback`` signal stops a running migration at the next step boundary and
+compensates; a completed one is undone by a later run with ``rollback_of``
+(``<id>-rollback``): pool config back, fleet onto it, generic file removed.
 """
 
 from __future__ import annotations
