@@ -75,9 +75,14 @@ async def test_a_password_in_a_postgresql_url_appears_nowhere(cli, tmp_path, pg_
         histories.append(decoded(history))
     code, audit, _ = run("audit", "export", "--migration", mid, "--format", "csv")
     assert code == 0
+    reports = []
+    for fmt in ("json", "html"):
+        code, report, _ = run("report", mid, "--format", fmt)
+        assert code == 0 and f"{role}:***@" in report
+        reports.append(report)
     logs = "".join(p.read_text() for p in (tmp_path / "home").glob("*.log"))
     # the searches can fail: the decoded history and the audit export name the role and the target
     assert all(f"{role}:${{secret:pw-" in h for h in histories) and f"{role}:***@" in audit and "data_moved" in audit
     assert "Phase validating -> backup" in logs, logs[-3000:]  # the worker logged the run
-    for where, text in [("history", h) for h in histories] + [("audit export", audit), ("logs", logs), ("output", "".join(seen))]:
+    for where, text in [("history", h) for h in histories] + [("audit export", audit), ("report", "".join(reports)), ("logs", logs), ("output", "".join(seen))]:
         assert password not in text, f"the password leaked into the {where}"
