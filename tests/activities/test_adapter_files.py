@@ -116,3 +116,31 @@ def test_a_call_being_recorded_is_not_a_malformed_line(tmp_path: Path) -> None:
     with pytest.raises(SamplesParseError) as bad:
         recorded_calls(str(traffic))
     assert str(bad.value).startswith(f"{traffic}, line 2: not valid JSON")
+
+
+async def test_undoing_a_completed_migration_refuses_a_config_edited_since_and_can_keep_the_generic_file(tmp_path: Path) -> None:
+    env, acts = ActivityEnvironment(), AdapterActivities()
+    config, generic, staged = tmp_path / "pool.json", tmp_path / "generic-adapter.json", tmp_path / "staged.json"
+    config.write_text(json.dumps(POOLS))
+    original = config.read_bytes()
+    staged.write_text(json.dumps(GENERIC))
+    backup = await env.run(acts.backup_adapter_config, BackupInput(migration_id="m4", config_path=str(config),
+                                                                   generic_path=str(generic)))
+    written = await env.run(acts.write_generic_config, WriteInput(
+        migration_id="m4", config_path=str(config), generic_path=str(generic), staged_path=str(staged),
+        staged_digest=sha256(staged.read_bytes()), custom_adapter="mod.Custom", expected_digest=backup.config.digest))
+
+    config.write_text(config.read_text().replace('"pool_size": 2', '"pool_size": 5'))  # an operator's edit
+    edited = config.read_bytes()
+    with pytest.raises(ApplicationError) as refused:
+        await env.run(acts.restore_adapter_config, RestoreInput(backup=backup, expect_digest=written.config_digest))
+    assert refused.value.type == "ConfigChanged" and "was edited since the migration wrote it" in str(refused.value)
+    assert config.read_bytes() == edited and generic.exists()
+
+    config.write_bytes(edited.replace(b'"pool_size": 5', b'"pool_size": 2'))
+    assert sha256(config.read_bytes()) == written.config_digest
+    kept = await env.run(acts.restore_adapter_config,
+                         RestoreInput(backup=backup, expect_digest=written.config_digest, config_only=True))
+    assert kept.restored and not kept.generic_removed and config.read_bytes() == original and generic.exists()
+    done = await env.run(acts.restore_adapter_config, RestoreInput(backup=backup, expect_digest=written.config_digest))
+    assert done.restored and done.generic_removed and not generic.exists() and config.read_bytes() == original
