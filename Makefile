@@ -23,5 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.harness --trials $${CHAOS_TRIALS:-50} --seed $${CHAOS_SEED:-7}
+
 clean:
 	rm -rf $(VENV) build *.egg-info
