@@ -325,12 +325,13 @@ async def original_input(client: Client, migration_id: str) -> dict[str, Any]:
     raise NotFound(f"migration {migration_id!r} has no start event")
 
 
-async def request_rollback(client: Client, migration_id: str) -> WorkflowHandle[Any, Any]:
+async def request_rollback(client: Client, migration_id: str, actor: tuple[str, str] | None = None) -> WorkflowHandle[Any, Any]:
     """Roll a migration back: signal it if it runs, else start its undo.
 
     A running migration stops at its next slice and compensates; a completed
     one is undone from its journal by a new run with id ``<id>-rollback``.
-    Returns the handle whose result tells the outcome.
+    Returns the handle whose result tells the outcome. ``actor`` (name, host)
+    is who asked: the undo run's audit entries name them.
     """
     info = await describe(client, migration_id)
     if info["type"] == "RollingRestart":
@@ -359,6 +360,8 @@ async def request_rollback(client: Client, migration_id: str) -> WorkflowHandle[
             )
     params = await original_input(client, migration_id)
     params.update(rollback_of=migration_id, dry_run=False)
+    if actor is not None:
+        params.update(actor=actor[0], actor_host=actor[1])
     return await start_session_migration(
         client, SessionMigrationInput.model_validate(params), f"{migration_id}-rollback", info["task_queue"]
     )

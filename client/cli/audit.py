@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -11,7 +11,7 @@ from client import api
 from client.cli import app
 from client.cli.common import emit_json, out, run
 from client.embedded import ensure_client
-from deployment.audit import ChainReport, open_audit_log, parse_since
+from deployment.audit import AuditEntry, ChainReport, now_ts, open_audit_log, parse_since
 from deployment.audit.export import FORMATS, export_entries
 from deployment.audit.report import FORMATS as REPORT_FORMATS, build_report, render_report
 from deployment.errors import BadInput
@@ -109,3 +109,12 @@ async def _report(migration_id: str, fmt: str, url: str | None, address: str | N
         chain = await log.verify()
         entries = await log.entries(migration=migration_id)
     return render_report(build_report(info, entries, chain.ok), fmt)
+
+
+async def record_request(event: str, info: dict[str, Any], actor: tuple[str, str]) -> None:
+    """Append what an operator asked of a migration (``info`` from ``api.describe``) to the audit log, with who asked."""
+    async with open_audit_log() as log:
+        await log.append(AuditEntry(
+            ts=now_ts(), actor=actor[0], host=actor[1], event=event, migration_id=info["migration_id"],
+            workflow_id=info["migration_id"], before={"type": info["type"], "status": info["status"]},
+        ))  # fmt: skip

@@ -13,11 +13,13 @@ from rich.table import Table
 
 from client import api
 from client.cli import app
+from client.cli.audit import record_request
 from client.cli.common import emit_json, err, out, run
 from client.cli.progress import ProgressView
 from client.cli.sessions import render, report_result
 from client.connect import TASK_QUEUE
 from client.embedded import ensure_client, server_command, worker_while_waiting
+from deployment.audit import default_actor
 from workflows.fleet_models import RollingRestartResult
 from workflows.config_migration import ConfigMigrationResult
 from workflows.session_models import MigrationProgress, SessionMigrationResult
@@ -135,17 +137,19 @@ async def _restart_status(client: Any, info: dict[str, Any], watch: bool, json_o
 def rollback(
     migration_id: Annotated[str, typer.Argument(help="the migration id")],
     force: Annotated[bool, typer.Option("--force", help="config: restore even files edited since the migration")] = False,
+    actor: Annotated[Optional[str], typer.Option("--actor", help="who asks, for the audit log (default: the OS user)")] = None,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
     """Undo a migration: a running one stops and compensates; a completed one is undone (sessions from
     their journal, config files from their backup)."""
-    return run(_rollback(migration_id, force, address, json_out))
+    return run(_rollback(migration_id, force, address, json_out, default_actor(actor)))
 
 
-async def _rollback(migration_id: str, force: bool, address: str | None, json_out: bool) -> int:
+async def _rollback(migration_id: str, force: bool, address: str | None, json_out: bool, actor: tuple[str, str]) -> int:
     client = await ensure_client(address)
     info = await api.describe(client, migration_id)
+    await record_request("rollback_requested", info, actor)
     if info["type"] == "ConfigMigration":
         from client.cli import config
 
@@ -159,7 +163,7 @@ async def _rollback(migration_id: str, force: bool, address: str | None, json_ou
         from client.cli import adapter
 
         return await adapter.rollback_run(client, migration_id, json_out)
-    handle = await api.request_rollback(client, migration_id)
+    handle = await api.request_rollback(client, migration_id, actor)
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal) as view:
             result = await api.wait_for_result(handle, view)

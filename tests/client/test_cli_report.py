@@ -33,16 +33,22 @@ def test_report_of_a_completed_migration_in_every_format(cli, tmp_path, sqlite_u
     assert f"<td data-field='target digest'>{ran['target_digest']}</td>" in page and "<td>verifying</td>" in page
 
 
-def test_report_of_a_rolled_back_migration_names_the_error_and_what_was_restored(cli, tmp_path, sqlite_url):
+def test_report_of_an_undo_names_who_asked_and_what_was_restored(cli, tmp_path, sqlite_url):
     make_snapshot(tmp_path / "in.jsonl", 300, expired_fraction=0.0)
     mid = f"report-{uuid.uuid4().hex[:6]}"
     code, out, _ = cli("sessions", "migrate", "--from", f"jsonl://{tmp_path}/in.jsonl", "--to", sqlite_url, "--id", mid, "--json")
     assert code == 0
-    code, _, _ = cli("rollback", mid)
+    code, _, _ = cli("rollback", mid, "--actor", "bob")
     assert code == 0
     code, out, _ = cli("report", f"{mid}-rollback", "--format", "json")
     report = json.loads(out)
     assert code == 0 and report["status"] == "rolled_back" and report["rollback"] == {"rolled_back": True, "restored": 300}
+    assert report["actor"] == "bob"  # the undo run names who asked for it, not who started the migration
+    code, out, _ = cli("audit", "export", "--migration", mid)
+    asked = [json.loads(line) for line in out.splitlines()][-1]
+    assert code == 0 and (asked["event"], asked["actor"], asked["before"]) == (
+        "rollback_requested", "bob", {"type": "SessionMigration", "status": "completed"}
+    )
     assert [s["step"] for s in report["steps"]] == ["rolling_back"]
 
 
