@@ -7,6 +7,8 @@ the failing group still running are left to finish.  Then, by the plan's
 policy, ``stop`` leaves completed children in place, and ``rollback`` undoes
 them newest first, each by a later run of its own workflow with
 ``rollback_of`` (``<child id>-rollback``).  ``dry_run`` is passed to every child.
+With a maintenance window (``window_s``), no group starts once it has ended:
+the run pauses (completed steps kept) or rolls back, by ``on_window_exceeded``.
 
 Before the first child, a real run takes the lock of every resource it
 touches (a ``ResourceLock`` child each, in sorted order); a resource another
@@ -95,6 +97,10 @@ class MigrationPlanWorkflow:
     async def _run_groups(self, inp: MigrationPlanInput, steps: dict[str, ResolvedStep], state: dict[str, StepProgress],
                           result: MigrationPlanResult) -> MigrationPlanResult:
         for n, group in enumerate(inp.levels, 1):
+            if inp.window_s is not None and workflow.now().timestamp() - result.started_at > inp.window_s:
+                result.failed_step = "(window)"
+                result.error = f"the maintenance window of {inp.window_s:g} s ended before group {n} of {len(inp.levels)}"
+                break
             self._progress.group = n
             await asyncio.gather(*(self._run_child(steps[mid], state[mid], inp.dry_run, result) for mid in group))
             if result.failed_step is not None:
@@ -105,7 +111,10 @@ class MigrationPlanWorkflow:
         for s in self._progress.steps:
             if s.state == "pending":
                 s.state = "skipped"
-        if inp.policy == "rollback" and not inp.dry_run:
+        window_ended = result.failed_step == "(window)"
+        if window_ended and inp.on_window_exceeded == "pause":
+            result.status = "paused"  # completed steps stay; the skipped ones wait for a later run
+        elif (inp.policy == "rollback" or window_ended) and not inp.dry_run:
             await self._roll_back(steps, state, result)
         else:
             result.status = "failed"

@@ -16,7 +16,7 @@ StepState = Literal[
     "pending", "running", "completed", "dry_run", "failed", "rolled_back", "skipped", "undoing", "undone",
     "undo_failed", "not_undoable",
 ]  # fmt: skip
-Status = Literal["completed", "dry_run", "failed", "rolled_back", "rollback_failed"]
+Status = Literal["completed", "dry_run", "failed", "paused", "rolled_back", "rollback_failed"]
 
 MigrationPlanInput = ResolvedPlan
 

@@ -29,7 +29,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Sub-command modules attach themselves to ``app``; import order is help order.
-    from client.cli import adapter, audit, config, extensions, fleet, plan, pool, recover, runs, sessions  # noqa: F401
+    from client.cli import adapter, audit, config, extensions, fleet, plan, pool, recover, runs, schedule, sessions  # noqa: F401
 
 
 def _log_to_file() -> None:

@@ -47,6 +47,20 @@ def _validate(plan: str, env: str | None, environments: str | None, json_out: bo
         return _unreadable(exc, json_out)
 
 
+def validated_or_exit(plan: str, env: str, environments: str | None, json_out: bool) -> Validation | int:
+    """A valid plan bound to ``env``, or the exit code after printing why not (2: nothing is started)."""
+    found = _validate(plan, env, environments, json_out)
+    if isinstance(found, int):
+        return found
+    if not found.valid:
+        if json_out:
+            emit_json(found.as_json())
+        _print_issues(found)
+        err.print(f"the plan is not valid in {env}, nothing was started: fix the errors above")
+        return 2
+    return found
+
+
 def _print_issues(found: Validation) -> None:
     for issue in found.issues:
         err.print(f"{issue.kind} {issue.severity}: {issue.text()}")
@@ -106,15 +120,9 @@ def run_plan(
 ) -> int:
     """Validate, then run every migration as a child of the MigrationPlan workflow: groups in order, each group in
     parallel; on failure stop or roll back by the plan's policy. Exit 0 done, 1 failed, 2 invalid plan (nothing started)."""
-    found = _validate(plan, env, environments, json_out)
+    found = validated_or_exit(plan, env, environments, json_out)
     if isinstance(found, int):
         return found
-    if not found.valid:
-        if json_out:
-            emit_json(found.as_json())
-        _print_issues(found)
-        err.print("the plan is not valid, nothing was started: fix the errors above")
-        return 2
     inp = found.resolved(dry_run=dry_run).model_copy(update={"wait_for_lock": wait_for_lock})
     try:
         return run(_run(inp, plan_id, address, json_out))
@@ -234,7 +242,7 @@ def export(
     text = json.dumps({
         "format": "snakepit-migrate-procedure/1", "plan": procedure.plan, "environment": procedure.environment,
         "plan_digest": procedure.digest, "procedure_digest": procedure.procedure_digest(),
-        "procedure": procedure.model_dump(exclude={"dry_run", "wait_for_lock", "promoted_from"}),
+        "procedure": procedure.model_dump(include={"plan", "environment", "digest", "policy", "steps", "levels"}),
     }, indent=2, sort_keys=True) + "\n"  # fmt: skip
     if out_file:
         Path(out_file).write_text(text)
@@ -259,15 +267,9 @@ def promote(
 
     Refused (exit 2, nothing started) unless a real run of this exact plan file completed in --from.
     """
-    found = _validate(plan, target_env, environments, json_out)
+    found = validated_or_exit(plan, target_env, environments, json_out)
     if isinstance(found, int):
         return found
-    if not found.valid:
-        if json_out:
-            emit_json(found.as_json())
-        _print_issues(found)
-        err.print(f"the plan is not valid in {target_env}, nothing was started: fix the errors above")
-        return 2
     inp = found.resolved().model_copy(update={"wait_for_lock": wait_for_lock})
     try:
         return run(_promote(inp, source_env, address, json_out))

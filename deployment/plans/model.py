@@ -134,12 +134,14 @@ class ResolvedPlan(BaseModel):
     dry_run: bool = False
     wait_for_lock: bool = False
     promoted_from: str | None = None  # the run of the same plan digest that completed in another environment
+    window_s: float | None = None  # a maintenance window: no group starts after it has ended
+    on_window_exceeded: Literal["pause", "rollback"] = "pause"
     steps: list[ResolvedStep]
     levels: list[list[str]]
 
     def procedure_digest(self) -> str:
         """sha256 of the procedure itself (every bound step and input), as exported."""
-        body = self.model_dump(exclude={"dry_run", "wait_for_lock", "promoted_from"})
+        body = self.model_dump(include={"plan", "environment", "digest", "policy", "steps", "levels"})
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def resources(self) -> list[str]:
