@@ -34,11 +34,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows.plan_models import MigrationPlanInput, MigrationPlanResult, PlanProgress, StepProgress
 
 # figures copied from a child's result into the plan's (only counts, digests and statuses)
-_FIGURES = ("sessions_total", "sessions_copied", "source_digest", "target_digest", "restored", "files_written",
+_FIGURES = ("sessions_total", "sessions_copied", "source_digest", "target_digest", "restored", "files_written", "duration_s",
             "restarted", "changed", "done", "from_version", "to_version", "version")
 # fault-injection params a rollback run must not inherit
 _FAULTS = ("fail_after_batches", "fail_after_files", "fail_after_checkpoints")
 LOCK_RETRY_S = 2.0
+
+
+def _figures(child: dict[str, Any]) -> dict[str, Any]:
+    """The counts, digests and statuses of a child's result worth keeping (lists become their length)."""
+    figures = {k: child[k] for k in _FIGURES if child.get(k) is not None}
+    if isinstance(child.get("files_written"), list):
+        figures["files_written"] = len(child["files_written"])
+    if isinstance(child.get("findings"), list):
+        figures["findings"] = len(child["findings"])
+    return figures
 
 
 def _child_failure(exc: BaseException) -> tuple[str, dict[str, Any]]:
@@ -168,13 +178,13 @@ class MigrationPlanWorkflow:
             state.error, details = _child_failure(exc)
             state.child_status = details.get("status")
             state.state = "rolled_back" if state.child_status == "rolled_back" else "failed"
-            state.figures = {k: details[k] for k in _FIGURES if details.get(k) is not None}
+            state.figures = _figures(details)
             if result.failed_step is None:
                 result.failed_step, result.error = step.id, state.error
             return
         child = child if isinstance(child, dict) else {}
         state.child_status = child.get("status")
-        state.figures = {k: child[k] for k in _FIGURES if child.get(k) is not None}
+        state.figures = _figures(child)
         state.state = "dry_run" if dry_run else "completed"
         result.completed_order.append(step.id)
 

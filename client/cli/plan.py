@@ -18,6 +18,7 @@ from client.embedded import ensure_client, worker_while_waiting
 from client.paths import home
 from deployment.errors import BadInput, MigrateError
 from deployment.plans.check import Validation, validate_plan
+from deployment.plans.compare import compare_runs, render_comparison
 from deployment.plans.errors import ResourceLocked
 from deployment.plans.model import ResolvedPlan
 from deployment.plans.report import markdown, show as show_plan
@@ -290,3 +291,31 @@ async def _promote(inp: ResolvedPlan, source_env: str, address: str | None, json
         )
     err.print(f"promoting {inp.plan} from {source_env} run {passed[0]} to {inp.environment}")
     return await _run(inp.model_copy(update={"promoted_from": passed[0]}), None, address, json_out)
+
+
+@plan_app.command("compare")
+def compare(
+    run_a: Annotated[str, typer.Argument(help="a plan run id (e.g. the staging run)")],
+    run_b: Annotated[str, typer.Argument(help="another plan run id (e.g. the production run)")],
+    address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
+    json_out: Json = False,
+) -> int:
+    """Two plan runs side by side: status, durations, and per step its state, counts and findings."""
+    compared = run(_compare(run_a, run_b, address))
+    if json_out:
+        emit_json(compared)
+    else:
+        out.print(render_comparison(compared))
+    return 0
+
+
+async def _compare(run_a: str, run_b: str, address: str | None) -> dict[str, Any]:
+    client = await ensure_client(address)
+    results = []
+    for rid in (run_a, run_b):
+        info = await api.describe(client, rid)
+        if info["type"] != "MigrationPlan" or not info.get("result"):
+            raise BadInput(f"{rid} is not a finished plan run ({info['type']}, {info['status']})",
+                           hint="compare two runs of snakepit-migrate plan run that have ended")
+        results.append(info["result"])
+    return compare_runs(results[0], results[1])

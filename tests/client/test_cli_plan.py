@@ -184,6 +184,15 @@ async def test_export_and_promote_only_what_passed_in_staging(cli, tmp_path, sql
     assert promoted["environment"] == "production" and promoted["promoted_from"] == "plan-staging-ok"
     assert promoted["steps"][0]["figures"]["sessions_copied"] == 40
 
+    code, out, err = cli("plan", "compare", "plan-staging-ok", promoted["plan_id"], "--json")
+    assert code == 0, err
+    side = json.loads(out)
+    assert side["environments"] == ["staging", "production"] and side["same_plan_digest"] is True
+    assert side["steps"][0]["figures"]["sessions_copied"] == [30, 40]
+    assert all(isinstance(d, float) for d in side["steps"][0]["figures"]["duration_s"])
+    code, out, err = cli("plan", "compare", "plan-staging-ok", "no-such-run")
+    assert code == 2 and "no-such-run" in err
+
     (tmp_path / "plan.yaml").write_text(plan_text + "# edited after staging\n")
     code, out, err = cli("plan", "promote", plan, "--from", "staging", "--to", "production")
     assert code == 2 and "has no completed run in staging" in err and "a changed plan file has a new digest" in err
