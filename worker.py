@@ -15,7 +15,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import all_activities
+from activities.metrics import ActivityMetricsInterceptor
 from client.connect import TASK_QUEUE, connect
+from client.telemetry import setup_telemetry
 from workflows import all_workflows
 
 log = logging.getLogger("snakepit_migrate.worker")
@@ -32,12 +34,14 @@ def build_worker(client: Client, task_queue: str = TASK_QUEUE, **options: object
         # Heartbeats carry the copy cursor: send one at least every second, so a
         # worker killed mid-copy costs at most about a second of batches.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
+        interceptors=[ActivityMetricsInterceptor()],  # errors by type; the client's tracing interceptor applies too
         **options,  # type: ignore[arg-type]
     )
 
 
 async def run_worker(address: str | None = None, task_queue: str = TASK_QUEUE) -> None:
     """Connect and poll until interrupted."""
+    setup_telemetry()
     client = await connect(address)
     worker = build_worker(client, task_queue)
     log.info("Worker polling task queue %s at %s", task_queue, client.service_client.config.target_host)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager, nullcontext
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.errors import as_application_errors
 from deployment.sessions.digest import SetDigest, record_digest
 from deployment.sessions.record import is_expired
@@ -100,6 +101,7 @@ class SessionActivities:
                         raise ApplicationError(
                             f"injected failure after {cursor.batches} batches", type="InjectedFailure", non_retryable=True
                         )
+                    started = time.monotonic()
                     batch, next_cursor = await source.scan(cursor.source_cursor, params.batch_size)
                     now = time.time()
                     live = [r for r in batch if not is_expired(r, now)]
@@ -121,6 +123,7 @@ class SessionActivities:
                         resumes=cursor.resumes,
                     )
                     activity.heartbeat(cursor)
+                    metrics.record_batch(params.migration_id, time.monotonic() - started, len(live), len(batch) - len(live), params.dry_run)
                     await asyncio.sleep(0)
                 return cursor
 
@@ -162,7 +165,9 @@ class SessionActivities:
                         type="NothingToRollBack",
                         non_retryable=True,
                     )
-                return UndoResult(restored=await target.undo(params.migration_id))
+                restored = await target.undo(params.migration_id)
+                metrics.rollbacks.add(1, {"migration_id": params.migration_id})
+                return UndoResult(restored=restored)
 
 
 async def _inspect(params: StoresInput, source: SessionStore, target: SessionStore, present: bool) -> InspectResult:

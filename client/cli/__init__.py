@@ -53,6 +53,9 @@ def guarded(action: Callable[[], object]) -> int:
     """Run ``action`` with logs to a file, turning every error into a message and an exit code."""
     _log_to_file()
     try:
+        from client.telemetry import setup_telemetry
+
+        setup_telemetry()  # OTLP export of spans and metrics, only when OTEL_EXPORTER_OTLP_* asks for it
         result = action()
         return int(result) if isinstance(result, int) else 0
     except typer.Exit as exc:
