@@ -19,6 +19,10 @@ def test_compose_has_temporal_on_postgres_ui_stores_and_a_worker():
     assert services["temporal"]["environment"]["POSTGRES_SEEDS"] == "postgresql"
     assert services["worker"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
     assert services["worker"]["build"] == "."
+    # traces to the Jaeger collector, the audit log in PostgreSQL with its password as a reference ($$ is compose's $)
+    assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert services["worker"]["environment"]["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://jaeger:4318/v1/traces"
+    assert services["worker"]["environment"]["SNAKEPIT_AUDIT_URL"] == "postgresql://postgres:$${env:PGPASSWORD}@postgresql:5432/sessions"
     dockerfile = (ROOT / "Dockerfile").read_text()
     for folder in ("workflows", "activities", "client", "deployment"):
         assert f"COPY {folder} ./{folder}" in dockerfile
