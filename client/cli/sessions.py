@@ -11,6 +11,7 @@ from client.cli import app
 from client.cli.common import emit_json, err, out, run
 from client.cli.progress import ProgressView
 from client.paths import home
+from client.search import indexing_available
 from client.embedded import ensure_client, spawn_background_worker, worker_is_polling, worker_while_waiting
 from deployment.audit import default_actor
 from deployment.secrets import secrets_dir, stash_password
@@ -75,6 +76,7 @@ async def _check_urls(*urls: str) -> None:
 
 async def _migrate(inp: SessionMigrationInput, migration_id: str | None, no_wait: bool, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
+    inp.search_attributes = await indexing_available(client)
     handle = await api.start_session_migration(client, inp, migration_id)
     if no_wait:
         if not await worker_is_polling(client):

@@ -19,6 +19,7 @@ def test_every_outcome_has_a_saved_history():
         "session_completed", "session_rolled_back", "session_zero_downtime",  # recorded before the audit trail
         "session_audit_completed", "session_audit_rolled_back",  # with its patch and append_audit_entry calls
         "session_alerted_rolled_back",  # with the alerts patch: a send_alert call after the last entry
+        "session_indexed_completed",  # search attributes and memo upserted at every phase
     }  # fmt: skip
 
 

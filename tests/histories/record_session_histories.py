@@ -5,7 +5,8 @@
 Writes session_completed.json, session_rolled_back.json, session_zero_downtime.json
 (recorded before the audit trail: they keep runs in flight from then replayable)
 and session_audit_completed.json, session_audit_rolled_back.json (with the
-audit-trail patch) and session_alerted_rolled_back.json (with the alerts patch too) beside this file, from real runs on a throwaway dev server.
+audit-trail patch), session_alerted_rolled_back.json (with the alerts patch too)
+and session_indexed_completed.json (search attributes and memo upserted) beside this file, from real runs on a throwaway dev server.
 A history that exists already is kept unless --force is given.
 """
 
@@ -25,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from client import api
 from client.connect import client_options
 from client.paths import temporal_cli
+from client.search import server_args
 from deployment.sessions.snapshot import generate_sessions, write_snapshot
 from worker import build_worker
 from workflows.session_models import SessionMigrationInput
@@ -33,7 +35,9 @@ HERE = Path(__file__).resolve().parent
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(), **client_options())
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(), dev_server_extra_args=server_args(), **client_options()
+    )
     queue = f"record-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SNAKEPIT_AUDIT_URL"] = f"sqlite://{tmp}/audit.db"
@@ -52,6 +56,9 @@ async def main() -> None:
             ),
             "session_audit_rolled_back": SessionMigrationInput(
                 source=f"jsonl://{snap}", target=f"sqlite://{tmp}/e.db", batch_size=50, fail_after_batches=3, actor="recorder"
+            ),
+            "session_indexed_completed": SessionMigrationInput(
+                source=f"jsonl://{snap}", target=f"sqlite://{tmp}/g.db", batch_size=50, search_attributes=True
             ),
             "session_alerted_rolled_back": SessionMigrationInput(
                 source=f"jsonl://{snap}", target=f"sqlite://{tmp}/f.db", batch_size=50, fail_after_batches=3, actor="recorder"
