@@ -6,6 +6,9 @@ shows the run's actions in the order they happened. ``flush`` waits for every
 entry. Runs started before the audit trail existed record nothing (the
 ``audit-trail`` patch), so their histories still replay.
 
+A step that has not finished after the run's ``stall_alert_seconds`` is
+logged as ``stalled`` and alerted (the ``stall-alerts`` patch).
+
 The last entry of a run that failed, was rolled back or whose rollback
 failed also raises an alert (``send_alert``: webhooks and the log), after the
 entries; runs started before alerts existed raise none (the ``alerts`` patch).
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -27,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.audit_models import AlertInput, AuditEventInput
 
 PATCH = "audit-trail"
+T = TypeVar("T")
 # An audit log that is down holds the end of the run up to an hour; bad input fails at once.
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                      non_retryable_error_types=["BadInput"])  # fmt: skip
@@ -53,7 +58,34 @@ class AuditTrail:
         self._tail = asyncio.ensure_future(self._append(self._tail, entry))
         alert = alert_for(entry)
         if alert is not None and workflow.patched("alerts"):
-            self._tail = asyncio.ensure_future(self._send(self._tail, alert))
+            self.alert(alert)
+
+    def alert(self, alert: AlertInput) -> None:
+        """Queue an alert after the entries queued so far."""
+        self._tail = asyncio.ensure_future(self._send(self._tail, alert))
+
+    async def watched(self, step: Awaitable[T], stall_s: float | None, progress: Callable[[], dict[str, Any]]) -> T:
+        """Await ``step``; if it has not finished after ``stall_s`` seconds, log a ``stalled`` entry and alert, once.
+
+        The step goes on either way: a stall is reported, not acted on (an operator's rollback stops it).
+        """
+        if stall_s is None or not workflow.patched("stall-alerts"):
+            return await step
+        task = asyncio.ensure_future(step)
+        try:
+            await workflow.wait_condition(task.done, timeout=timedelta(seconds=stall_s))
+        except asyncio.TimeoutError:
+            state = {**progress(), "stalled_s": stall_s}
+            self.record("stalled", None, state)
+            self.alert(AlertInput(
+                kind="stalled", migration_id=workflow.info().workflow_id, at=workflow.now().timestamp(), step=state.get("phase"),
+                error=f"no progress reported for {stall_s:g} s ({state.get('done')}/{state.get('total')} done)",
+                action="none yet: the step goes on; snakepit-migrate rollback ID stops it", figures=state,
+            ))  # fmt: skip
+        except BaseException:
+            task.cancel()
+            raise
+        return await task
 
     async def _append(self, previous: asyncio.Task[None] | None, entry: AuditEventInput) -> None:
         if previous is not None:

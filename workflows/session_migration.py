@@ -282,7 +282,7 @@ class SessionMigrationWorkflow:
         self._copy_started = workflow.now().timestamp()
         while not cursor.finished:
             self._check_rollback_request()
-            cursor = await workflow.execute_activity_method(
+            cursor = await self._audit.watched(workflow.execute_activity_method(
                 SessionActivities.copy_session_batches,
                 CopyInput(
                     migration_id=mid,
@@ -297,7 +297,7 @@ class SessionMigrationWorkflow:
                 ),
                 retry_policy=_retry(20),
                 **_COPY,
-            )
+            ), inp.stall_alert_seconds, self._progress.model_dump)
             self._record_copy_progress(cursor)
         return cursor
 

@@ -43,6 +43,9 @@ class SessionMigrationInput(BaseModel):
     fleet: str | None = Field(None, description="a fleet (front URL or spec) whose health reports this migration and its phase")
     actor: str | None = Field(None, description="who started it, for the audit log (default: the worker's OS user)")
     actor_host: str | None = Field(None, description="the host it was started from, for the audit log")
+    stall_alert_seconds: float | None = Field(
+        None, gt=0, description="alert when one copy slice has reported no progress for this long (None: never)"
+    )
     search_attributes: bool = Field(False, description="index the run by MigrationType/MigrationPhase (they must be registered)")
 
 

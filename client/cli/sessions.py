@@ -41,6 +41,7 @@ def migrate(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="start it and return its id at once")] = False,
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
     actor: Annotated[Optional[str], typer.Option("--actor", help="who runs it, for the audit log (default: the OS user)")] = None,
+    stall_alert: Annotated[float, typer.Option("--stall-alert", min=1, help="alert when a copy slice reports no progress for this many seconds")] = 300.0,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
@@ -52,7 +53,7 @@ def migrate(
     """
     inp = SessionMigrationInput(
         source=source, target=target, batch_size=batch_size, dry_run=dry_run, overwrite=overwrite,
-        zero_downtime=zero_downtime, soak_seconds=soak, fleet=fleet,
+        zero_downtime=zero_downtime, soak_seconds=soak, fleet=fleet, stall_alert_seconds=stall_alert,
     )  # fmt: skip
     inp.actor, inp.actor_host = default_actor(actor)
     run(_check_urls(source, target))

@@ -66,3 +66,23 @@ async def test_a_refused_target_alerts_as_failed_and_a_success_alerts_nothing(te
     assert refused.status == "failed" and refused.error_type == "TargetNotCompatible"
     assert {a["kind"] for a in receiver} == {"failed"} and receiver[-1]["step"] == "validating"
     assert receiver[-1]["action"] == "nothing had been written, so nothing was rolled back" and handle.id == receiver[-1]["migration_id"]
+
+
+async def test_a_copy_slice_that_reports_nothing_for_the_configured_time_alerts_once_and_goes_on(
+    temporal_client, task_queue, tmp_path, sqlite_url, receiver, monkeypatch
+):
+    monkeypatch.setenv("SNAKEPIT_AUDIT_URL", f"sqlite://{tmp_path}/audit.db")
+    make_snapshot(tmp_path / "in.jsonl", 2000, expired_fraction=0.0)
+    handle, result = await run(temporal_client, task_queue, source=f"jsonl://{tmp_path}/in.jsonl", target=sqlite_url,
+                               batch_size=5, slice_seconds=4, stall_alert_seconds=1)  # fmt: skip
+    assert result.status == "completed" and result.sessions_copied == 2000
+    stalled = [a for a in receiver if a["kind"] == "stalled"]
+    assert stalled and {a["kind"] for a in receiver} == {"stalled"}  # nothing else went wrong
+    first = stalled[0]
+    assert first["migration_id"] == handle.id and first["step"] == "copying" and first["figures"]["stalled_s"] == 1
+    assert first["error"].startswith("no progress reported for 1 s (") and "rollback ID stops it" in first["action"]
+    from deployment.audit import open_audit_log
+
+    async with open_audit_log() as log:
+        events = [e.event for e in await log.entries(migration=handle.id)]
+    assert "stalled" in events and events[-1] == "ended"

@@ -20,6 +20,7 @@ def test_every_outcome_has_a_saved_history():
         "session_audit_completed", "session_audit_rolled_back",  # with its patch and append_audit_entry calls
         "session_alerted_rolled_back",  # with the alerts patch: a send_alert call after the last entry
         "session_indexed_completed",  # search attributes and memo upserted at every phase
+        "session_watched_completed",  # the stall-alerts patch: a timer raced against every copy slice
     }  # fmt: skip
 
 

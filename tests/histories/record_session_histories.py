@@ -6,7 +6,8 @@ Writes session_completed.json, session_rolled_back.json, session_zero_downtime.j
 (recorded before the audit trail: they keep runs in flight from then replayable)
 and session_audit_completed.json, session_audit_rolled_back.json (with the
 audit-trail patch), session_alerted_rolled_back.json (with the alerts patch too)
-and session_indexed_completed.json (search attributes and memo upserted) beside this file, from real runs on a throwaway dev server.
+session_indexed_completed.json (search attributes and memo upserted) and
+session_watched_completed.json (a stall timer beside every copy slice) beside this file, from real runs on a throwaway dev server.
 A history that exists already is kept unless --force is given.
 """
 
@@ -59,6 +60,9 @@ async def main() -> None:
             ),
             "session_indexed_completed": SessionMigrationInput(
                 source=f"jsonl://{snap}", target=f"sqlite://{tmp}/g.db", batch_size=50, search_attributes=True
+            ),
+            "session_watched_completed": SessionMigrationInput(
+                source=f"jsonl://{snap}", target=f"sqlite://{tmp}/h.db", batch_size=50, stall_alert_seconds=300
             ),
             "session_alerted_rolled_back": SessionMigrationInput(
                 source=f"jsonl://{snap}", target=f"sqlite://{tmp}/f.db", batch_size=50, fail_after_batches=3, actor="recorder"
