@@ -23,9 +23,10 @@ def all_activities() -> list[Callable[..., Any]]:
     from activities.config_files import ConfigFileActivities
     from activities.extensions import ExtensionActivities
     from activities.fleet import FleetActivities
+    from activities.plans import PlanActivities
     from activities.session_routing import SessionRoutingActivities
     from activities.sessions import SessionActivities
 
     instances: list[object] = [SessionActivities(), SessionRoutingActivities(), ConfigFileActivities(), FleetActivities(), ExtensionActivities(),
-                                 AdapterActivities(), AuditActivities(), AlertActivities()]
+                                 AdapterActivities(), AuditActivities(), AlertActivities(), PlanActivities()]
     return [fn for obj in instances for fn in _bound_activities(obj)]

@@ -23,13 +23,17 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.alerts import AlertActivities
+    from activities.plans import PlanActivities
     from deployment.plans.model import REVERSIBLE, ResolvedStep, lock_id
+    from workflows.audit_models import AlertInput
     from deployment.sessions.stores.base import redact_url
     from workflows.plan_models import MigrationPlanInput, MigrationPlanResult, PlanProgress, StepProgress
 
@@ -39,6 +43,7 @@ _FIGURES = ("sessions_total", "sessions_copied", "source_digest", "target_digest
 # fault-injection params a rollback run must not inherit
 _FAULTS = ("fail_after_batches", "fail_after_files", "fail_after_checkpoints")
 LOCK_RETRY_S = 2.0
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=3)
 
 
 def _figures(child: dict[str, Any]) -> dict[str, Any]:
@@ -98,11 +103,43 @@ class MigrationPlanWorkflow:
         state = {s.id: s for s in self._progress.steps}
         if not inp.dry_run:  # a dry run writes nothing: it takes no lock
             await self._lock_all(inp, plan_id)
-        self._progress.phase = "running"
         try:
+            await self._check_feasibility(inp, result)
+            self._progress.phase = "running"
             return await self._run_groups(inp, steps, state, result)
+        except ApplicationError as exc:
+            if result.status != "completed":  # the plan's own failure: alert, then fail with the result attached
+                await self._alert(inp, result)
+            raise exc
         finally:
             await self._release_all()
+
+    async def _check_feasibility(self, inp: MigrationPlanInput, result: MigrationPlanResult) -> None:
+        """Check every store, config and fleet again now (under the locks): a scheduled run has no CLI that did."""
+        self._progress.phase = "validating"
+        found = await workflow.execute_activity_method(
+            PlanActivities.check_plan_feasibility, inp, start_to_close_timeout=timedelta(minutes=2), retry_policy=_RETRY,
+        )  # fmt: skip
+        if found.errors:
+            result.status, result.failed_step, result.error = "failed", "(validation)", "; ".join(found.errors)
+            for s in self._progress.steps:
+                s.state = "skipped"
+            self._finish(result)
+            raise ApplicationError(f"plan {inp.plan} is not feasible: {result.error}", result, type="PlanInfeasible",
+                                   non_retryable=True)
+
+    async def _alert(self, inp: MigrationPlanInput, result: MigrationPlanResult) -> None:
+        """Tell the alert sinks (webhooks, log) that the plan did not complete; a sink that fails does not change the outcome."""
+        action = {"rolled_back": "completed steps undone newest first", "paused": "remaining groups left for a later run",
+                  "rollback_failed": "the undo stopped: see the steps' states"}.get(result.status, "stopped; completed steps kept")
+        alert = AlertInput(kind=result.status, migration_id=result.plan_id, at=workflow.now().timestamp(),
+                           step=result.failed_step, error=result.error, error_type="MigrationPlan", action=action,
+                           figures={"completed": len(result.completed_order), "undone": len(result.undone_order)})
+        try:
+            await workflow.execute_activity_method(AlertActivities.send_alert, alert, retry_policy=_RETRY,
+                                                   start_to_close_timeout=timedelta(seconds=60))
+        except Exception as exc:
+            workflow.logger.warning("Alert for plan %s not delivered: %s", result.plan_id, exc)
 
     async def _run_groups(self, inp: MigrationPlanInput, steps: dict[str, ResolvedStep], state: dict[str, StepProgress],
                           result: MigrationPlanResult) -> MigrationPlanResult:

@@ -42,7 +42,7 @@ class PlanProgress(BaseModel):
     plan_id: str
     plan: str
     environment: str
-    phase: Literal["pending", "locking", "running", "rolling_back", "done"] = "pending"
+    phase: Literal["pending", "locking", "validating", "running", "rolling_back", "done"] = "pending"
     group: int = 0
     groups: int = 0
     locks: list[str] = Field([], description="the ResourceLock workflows this run holds")

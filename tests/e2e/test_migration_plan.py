@@ -180,3 +180,37 @@ async def test_stop_policy_leaves_completed_children(temporal_client, task_queue
     assert await live_count(redis_url) == 60 and await live_count(res["archive"]) == 60
     assert await live_count(res["final"]) == 0
     assert "grpc_listener" in (tmp_path / "cfg" / "config.exs").read_text()  # stop: the completed config step stays
+
+
+async def test_run_checks_feasibility_again_and_alerts_when_it_fails(temporal_client, task_queue, tmp_path, sqlite_url,
+                                                                      redis_url, monkeypatch):
+    from aiohttp import web
+
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/alert", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    monkeypatch.setenv("SNAKEPIT_ALERT_WEBHOOKS", f"http://127.0.0.1:{port}/alert")
+    try:
+        await fill(sqlite_url, 10, expired_fraction=0)
+        res = stores(tmp_path, sqlite_url, redis_url)
+        params = await resolved(tmp_path, PARALLEL.format(policy="rollback", extra=""), res)
+        Path(urlsplit(sqlite_url).path).unlink()  # the source is gone by the time the (e.g. scheduled) run starts
+        result = await run_plan(temporal_client, task_queue, params)
+    finally:
+        await runner.cleanup()
+    assert result.status == "failed" and result.failed_step == "(validation)"
+    assert "the source store" in result.error and "does not exist" in result.error
+    assert {s.state for s in result.steps} == {"skipped"} and result.completed_order == []
+    assert not Path(urlsplit(res["archive"]).path).exists() and digest_redis(redis_url).endswith(":0")
+    assert len(received) == 1 and received[0]["kind"] == "failed" and received[0]["migration_id"] == result.plan_id
+    assert received[0]["step"] == "(validation)"

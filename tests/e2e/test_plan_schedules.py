@@ -29,7 +29,7 @@ CHAIN = """\
     migrations:
       - id: first
         type: sessions
-        params: {source: "@src", target: "@dst", zero_downtime: true, soak_seconds: 2}
+        params: {source: "@src", target: "@dst", zero_downtime: true, soak_seconds: 5}
       - id: second
         type: sessions
         depends_on: [first]
@@ -79,14 +79,14 @@ async def test_overlap_refused_disjoint_accepted_trigger_runs(temporal_client, t
 async def test_window_ended_before_the_next_group(temporal_client, task_queue, tmp_path, on_exceeded, status, first):
     src, dst = f"sqlite://{tmp_path}/src.db", f"sqlite://{tmp_path}/dst.db"
     await fill(src, 20, expired_fraction=0)
-    # the first group soaks 2 s (a durable timer): it ends after the 1.5 s window, which the locks do not use up
+    # the first group soaks 5 s (a durable timer): it ends after the 3 s window, which the locks and checks do not use up
     inp = (await resolved(tmp_path / "p", CHAIN, {"src": src, "dst": dst, "other": f"sqlite://{tmp_path}/other.db"})
-           ).model_copy(update={"window_s": 1.5, "on_window_exceeded": on_exceeded})
+           ).model_copy(update={"window_s": 3.0, "on_window_exceeded": on_exceeded})
     handle = await api.start_migration_plan(temporal_client, inp, None, task_queue)
     with pytest.raises(WorkflowFailureError) as exc:
         await handle.result()
     result = api.result_from_failure(exc.value, MigrationPlanResult)
-    assert result.status == status and "maintenance window of 1.5 s ended before group 2 of 2" in result.error
+    assert result.status == status and "maintenance window of 3 s ended before group 2 of 2" in result.error
     assert {s.id: s.state for s in result.steps} == {"first": first, "second": "skipped"}
     assert result.undone_order == ([] if on_exceeded == "pause" else ["first"])
     assert not Path(f"{tmp_path}/other.db").exists()

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.service import RPCError
 
 from client import api
 from deployment.plans.check import validate_plan
@@ -53,8 +54,11 @@ async def start_holder(client: Client, queue: str, tmp_path: Path, shared: str) 
     for _ in range(200):  # until its child soaks, holding the locks
         progress = await handle.query("progress", result_type=PlanProgress)
         if progress.steps[0].state == "running":
-            child = await client.get_workflow_handle(progress.steps[0].child_id).query("progress")
-            if child["phase"] == "soaking":
+            try:
+                child = await client.get_workflow_handle(progress.steps[0].child_id).query("progress")
+            except RPCError:  # marked running a moment before the child exists
+                child = {}
+            if child.get("phase") == "soaking":
                 return handle.id
         await asyncio.sleep(0.1)
     raise AssertionError("the holder never reached its soak")
