@@ -71,6 +71,7 @@ class SessionMigrationWorkflow:
         self._epoch = 0  # the routing epoch last published (zero-downtime mode)
         self._audit = AuditTrail()
         self._index = MigrationIndex()
+        self._phase_since: float | None = None  # when the current phase began (workflow time)
 
     @workflow.query(name="progress")
     def progress(self) -> MigrationProgress:
@@ -371,7 +372,8 @@ class SessionMigrationWorkflow:
             raise ApplicationError("rollback requested by an operator", type="RollbackRequested", non_retryable=True)
 
     def _set_phase(self, phase: Any) -> None:
-        workflow.logger.info("Phase %s -> %s", self._progress.phase, phase)
+        since, self._phase_since = self._phase_since, workflow.now().timestamp()
+        workflow.logger.info("Phase %s -> %s after %.1f s", self._progress.phase, phase, self._phase_since - (since or self._phase_since))
         self._index.phase(phase)
         self._audit.record("phase", {"phase": self._progress.phase}, {"phase": phase, "done": self._progress.done, "total": self._progress.total})
         self._progress.phase = phase
