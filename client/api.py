@@ -409,6 +409,22 @@ async def completed_plan_runs(client: Client, digest: str, environment: str, lim
     return found
 
 
+async def measured_throughput(client: Client, limit: int = 50) -> dict[str, tuple[float, int]]:
+    """Throughput measured in recent completed runs: ``sessions_per_s`` (the median, inverting the estimate
+    ``2 * sessions / rate + 5 s``) and how many runs it comes from."""
+    rates: list[float] = []
+    query = "WorkflowType = 'SessionMigration' AND ExecutionStatus = 'Completed'"
+    async for wf in client.list_workflows(query, limit=limit):
+        with contextlib.suppress(Exception):  # a run whose result does not read is left out
+            r = _as_result(await client.get_workflow_handle(wf.id, run_id=wf.run_id).result(), SessionMigrationResult)
+            if r.status == "completed" and not r.dry_run and r.sessions_copied > 0 and r.duration_s > 0:
+                rates.append(2 * r.sessions_copied / max(r.duration_s - 5, 0.5))
+    if not rates:
+        return {}
+    rates.sort()
+    return {"sessions_per_s": (round(rates[len(rates) // 2], 1), len(rates))}
+
+
 async def child_phases(client: Client, progress: PlanProgress) -> dict[str, dict[str, Any]]:
     """The ``progress`` of every running child of a plan (phase, done, total), by child id."""
     phases: dict[str, dict[str, Any]] = {}

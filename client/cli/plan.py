@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -89,7 +90,9 @@ def validate(plan: PlanArg, env: Annotated[Optional[str], typer.Option("--env", 
 @plan_app.command("show")
 def show(plan: PlanArg, env: Annotated[str, typer.Option("--env", help="the environment to bind")],
          environments: Envs = None, json_out: Json = False,
-         md: Annotated[bool, typer.Option("--md", help="print Markdown (for a change request or runbook)")] = False) -> int:
+         md: Annotated[bool, typer.Option("--md", help="print Markdown (for a change request or runbook)")] = False,
+         address: Annotated[Optional[str], typer.Option("--address", help="Temporal address to read measured throughput from "
+                                                         "(default: TEMPORAL_ADDRESS, else localhost:7233 if it answers)")] = None) -> int:
     """Steps, order and parallel groups, estimated durations, rollback of each step, risks with mitigations."""
     found = _validate(plan, env, environments, json_out)
     if isinstance(found, int):
@@ -100,12 +103,23 @@ def show(plan: PlanArg, env: Annotated[str, typer.Option("--env", help="the envi
         _print_issues(found)
         err.print("the plan is not valid: fix the errors above (snakepit-migrate plan validate)")
         return 1
-    shown = show_plan(found.plan, found.environment, found.levels, found.params, found.feasibility)
+    shown = show_plan(found.plan, found.environment, found.levels, found.params, found.feasibility, run(_measured(address)))
     if json_out:
         emit_json(shown)
     else:
         out.print(markdown(shown), end="")
     return 0
+
+
+async def _measured(address: str | None) -> dict[str, tuple[float, int]]:
+    """Throughput measured in earlier runs, from a Temporal server that answers within 3 s (none started for this)."""
+    from client.connect import connect
+
+    try:
+        client = await asyncio.wait_for(connect(address), 3)
+        return await asyncio.wait_for(api.measured_throughput(client), 10)
+    except Exception:  # no server, or it does not answer: the stated defaults apply
+        return {}
 
 
 @plan_app.command("run")

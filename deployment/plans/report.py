@@ -44,19 +44,24 @@ ROLLBACK = {
 }
 
 
-def _rate(env: Environment | None, key: str) -> tuple[float, str]:
+def _rate(env: Environment | None, key: str, measured: dict[str, tuple[float, int]] | None = None) -> tuple[float, str]:
+    """The throughput to estimate with: the environment's stated one, else the measured one, else the stated default."""
     if env is not None and key in env.throughput:
         return env.throughput[key], f"{key}={env.throughput[key]:g} (environment {env.name})"
+    if measured and key in measured:
+        value, runs = measured[key]
+        return value, f"{key}={value:g} (measured: median of {runs} earlier run(s))"
     return DEFAULT_THROUGHPUT[key], f"{key}={DEFAULT_THROUGHPUT[key]:g} (stated default)"
 
 
-def estimate(m: Migration, params: dict[str, Any], facts: dict[str, Any], env: Environment | None) -> tuple[float | None, str]:
+def estimate(m: Migration, params: dict[str, Any], facts: dict[str, Any], env: Environment | None,
+             measured: dict[str, tuple[float, int]] | None = None) -> tuple[float | None, str]:
     """Seconds a migration is expected to take, and how that was worked out (None when the size is unknown)."""
     if m.type == "sessions":
         n = facts.get("sessions")
         if n is None:
             return None, "the source is written by an earlier step: size unknown until then"
-        rate, basis = _rate(env, "sessions_per_s")
+        rate, basis = _rate(env, "sessions_per_s", measured)
         return round(2 * n / rate + 5, 1), f"{n} sessions copied then verified at {basis}, plus 5 s of checks"
     if m.type == "config":
         per, basis = _rate(env, "config_s_per_file")
@@ -93,13 +98,13 @@ def plan_risks(plan: Plan, levels: list[list[str]]) -> list[Risk]:
 
 
 def show(plan: Plan, env: Environment | None, levels: list[list[str]], params: dict[str, dict[str, Any]],
-         feasibility: Feasibility | None) -> dict[str, Any]:
+         feasibility: Feasibility | None, measured: dict[str, tuple[float, int]] | None = None) -> dict[str, Any]:
     """The plan as ``plan show --json`` prints it."""
     facts = feasibility.facts if feasibility else {}
     level_of = {mid: n for n, group in enumerate(levels) for mid in group}
     steps = []
     for m in sorted(plan.migrations, key=lambda m: level_of[m.id]):
-        seconds, basis = estimate(m, params[m.id], facts.get(m.id, {}), env)
+        seconds, basis = estimate(m, params[m.id], facts.get(m.id, {}), env, measured)
         automatic, after = ROLLBACK[m.type]
         steps.append({
             "id": m.id, "type": m.type, "workflow": m.workflow_type, "group": level_of[m.id] + 1,

@@ -127,6 +127,9 @@ async def test_plan_run_dry_then_real_and_status_tree(cli, tmp_path, sqlite_url,
     assert dry["status"] == "dry_run" and [s["state"] for s in dry["steps"]] == ["dry_run"] * 3
     assert not (tmp_path / "archive.db").exists() and not (tmp_path / "final.db").exists()
 
+    body = "".join(f"      {k}: {v!r}\n" for k, v in {"legacy": sqlite_url, "cache": redis_url,
+                   "archive": f"sqlite://{tmp_path}/archive.db", "final": f"sqlite://{tmp_path}/final.db"}.items())
+    (tmp_path / "measured.yaml").write_text(f"environments:\n  production-like:\n    resources:\n{body}")  # no stated throughput
     code, out, err = cli("plan", "run", plan, "--env", "staging", "--id", "plan-cli-real")
     assert code == 0, err
     assert "plan-cli-real (plan two-stores, staging): completed" in out
@@ -138,6 +141,12 @@ async def test_plan_run_dry_then_real_and_status_tree(cli, tmp_path, sqlite_url,
     assert "merge" in lines[5] and "completed" in lines[5] and "plan-cli-real.merge" in lines[5] and "sessions_copied 50" in lines[5]
     code, out, err = cli("status", "plan-cli-real", "--json")
     assert code == 0 and json.loads(out)["result"]["completed_order"][-1] == "merge"
+
+    # estimates now use the throughput measured in those runs (this server's completed session migrations)
+    code, out, err = cli("plan", "show", plan, "--env", "production-like", "--environments", str(tmp_path / "measured.yaml"), "--json")
+    assert code == 0, err
+    basis = json.loads(out)["steps"][0]["estimate_basis"]
+    assert "sessions_per_s=" in basis and "(measured: median of" in basis, basis
 
 
 def test_plan_run_refuses_an_invalid_plan_with_exit_2(cli, tmp_path):
