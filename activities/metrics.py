@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psutil
 from opentelemetry import metrics
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -22,6 +23,26 @@ sessions = _meter.create_counter("snakepit_migrate.sessions", unit="{session}", 
 batch_duration = _meter.create_histogram("snakepit_migrate.batch.duration", unit="s", description="time to read, write and check one batch")
 errors = _meter.create_counter("snakepit_migrate.errors", unit="{error}", description="activity failures, by error type")
 rollbacks = _meter.create_counter("snakepit_migrate.rollbacks", unit="{rollback}", description="compensations that put a target back")
+
+
+class ProcessImpact:
+    """CPU and memory of this (worker) process during one copy slice, added to a cursor's running totals."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._cpu_start = sum(self._process.cpu_times()[:2])
+        self._cpu_before = 0.0  # what the cursor held when this slice began
+        self._seen_first = False
+
+    def sample(self, cursor: Any) -> dict[str, Any]:
+        """The cursor's ``worker_cpu_s`` and ``worker_peak_rss_bytes`` updated to now."""
+        if not self._seen_first:
+            self._cpu_before, self._seen_first = cursor.worker_cpu_s, True
+        used = sum(self._process.cpu_times()[:2]) - self._cpu_start
+        return {
+            "worker_cpu_s": round(self._cpu_before + used, 3),
+            "worker_peak_rss_bytes": max(cursor.worker_peak_rss_bytes, self._process.memory_info().rss),
+        }
 
 
 def record_batch(migration_id: str, seconds: float, copied: int, skipped_expired: int, dry_run: bool) -> None:

@@ -90,6 +90,7 @@ class SessionActivities:
             activity.logger.info("Resuming copy after batch %d (%d sessions copied)", cursor.batches, cursor.copied)
         digest = SetDigest.parse(cursor.digest)
         deadline = time.monotonic() + params.slice_seconds
+        impact = metrics.ProcessImpact()
         with as_application_errors(unreachable_is_transient=True):
             # A dry run never opens the target: opening creates a missing one.
             writes = nullcontext() if params.dry_run else self._open(params.target)
@@ -121,6 +122,7 @@ class SessionActivities:
                         digest=str(digest),
                         finished=next_cursor is None,
                         resumes=cursor.resumes,
+                        **impact.sample(cursor),
                     )
                     activity.heartbeat(cursor)
                     metrics.record_batch(params.migration_id, time.monotonic() - started, len(live), len(batch) - len(live), params.dry_run)

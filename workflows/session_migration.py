@@ -248,6 +248,7 @@ class SessionMigrationWorkflow:
         result.sessions_skipped_expired = cursor.skipped_expired
         result.batches = cursor.batches
         result.copy_resumes = cursor.resumes
+        result.worker_cpu_s, result.worker_peak_rss_bytes = cursor.worker_cpu_s, cursor.worker_peak_rss_bytes
         result.source_digest = cursor.digest
         self._audit.record("data_moved", result.target_before.model_dump() if result.target_before else None, cursor.model_dump(include={"scanned", "copied", "skipped_expired", "batches", "digest"}))
 

@@ -98,6 +98,8 @@ class CopyCursor(BaseModel):
     digest: str = "0:" + "0" * 32
     finished: bool = False
     resumes: int = Field(0, description="how many times a retried attempt resumed from a heartbeated cursor")
+    worker_cpu_s: float = Field(0.0, description="CPU seconds the worker process used during the copy slices")
+    worker_peak_rss_bytes: int = Field(0, description="the worker process's largest resident memory seen during the copy")
 
 
 class CopyInput(BaseModel):
@@ -156,6 +158,8 @@ class SessionMigrationResult(BaseModel):
     sessions_skipped_expired: int = 0
     batches: int = 0
     copy_resumes: int = 0
+    worker_cpu_s: float = Field(0.0, description="impact: CPU seconds of the worker process during the copy")
+    worker_peak_rss_bytes: int = Field(0, description="impact: the worker process's peak resident memory during the copy")
     source_digest: str | None = None
     target_digest: str | None = None
     target_before: BackupPoint | None = None

@@ -62,6 +62,10 @@ def build_report(info: dict[str, Any], entries: list[StoredEntry], chain_ok: boo
             "sessions_per_s": round(result.get("sessions_copied", 0) / duration, 1) if duration else None,
         },
         "rollback": {"rolled_back": result.get("rolled_back"), "restored": result.get("restored")},
+        "impact": {
+            "worker_cpu_s": result.get("worker_cpu_s"),
+            "worker_peak_rss_mib": round(result.get("worker_peak_rss_bytes", 0) / 2**20, 1) if result.get("worker_peak_rss_bytes") else None,
+        },
         "error": {"message": result.get("error"), "type": result.get("error_type"), "step": result.get("failed_phase")}
         if result.get("error")
         else None,
@@ -79,6 +83,8 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]]]:
         ("Totals", [("sessions read", t["sessions_total"]), ("sessions copied", t["sessions_copied"]),
                     ("expired skipped", t["sessions_skipped_expired"]), ("batches", t["batches"]),
                     ("copy resumes", t["copy_resumes"]), ("duration (s)", t["duration_s"]), ("sessions/s", t["sessions_per_s"])]),
+        ("Impact on the worker", [("CPU seconds during the copy", r["impact"]["worker_cpu_s"]),
+                                  ("peak memory (MiB)", r["impact"]["worker_peak_rss_mib"])]),
         ("Integrity", [("source digest", i["source_digest"]), ("target digest", i["target_digest"]),
                        ("digests match", "yes" if i["digests_match"] else "no")]),
         ("Target before", list((r["before"] or {}).items())),

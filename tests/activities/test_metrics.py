@@ -50,6 +50,12 @@ async def test_a_copy_counts_its_sessions_and_times_its_batches(reader, temporal
     (latency,) = points(reader, "snakepit_migrate.batch.duration", mid)
     assert latency.count == result.batches == 4 and latency.sum > 0
     assert points(reader, "snakepit_migrate.errors", mid) == [] and points(reader, "snakepit_migrate.rollbacks", mid) == []
+    # impact on the worker: this test process is the worker, so its figures bound them
+    import psutil
+
+    me = psutil.Process()
+    assert 0 < result.worker_cpu_s <= sum(me.cpu_times()[:2])
+    assert 20 * 2**20 < result.worker_peak_rss_bytes <= me.memory_info().rss * 2
 
 
 async def test_a_failure_counts_its_error_type_and_the_rollback(reader, temporal_client, task_queue, tmp_path, sqlite_url):

@@ -25,8 +25,10 @@ def test_report_of_a_completed_migration_in_every_format(cli, tmp_path, sqlite_u
     assert [s["step"] for s in report["steps"]] == ["validating", "backup", "copying", "finalizing", "verifying"]
     assert all(s["duration_s"] >= 0 for s in report["steps"]) and report["audit"]["chain_intact"] is True
     assert report["validation"]["ok"] is True and report["before"]["target_count"] == 0
+    assert report["impact"]["worker_cpu_s"] > 0 and report["impact"]["worker_peak_rss_mib"] > 20
     code, md, _ = cli("report", mid)
     assert code == 0 and f"| sessions copied | {ran['sessions_copied']} |" in md and "| copying |" in md
+    assert f"| CPU seconds during the copy | {report['impact']['worker_cpu_s']} |" in md
     code, page, _ = cli("report", mid, "--format", "html")
     assert code == 0 and page.startswith("<!doctype html>") and "<script" not in page and "http" not in page.split("<body>")[0]
     assert f"<td data-field='sessions copied'>{ran['sessions_copied']}</td>" in page
