@@ -100,7 +100,8 @@ class SessionMigrationWorkflow:
             started_at=workflow.now().timestamp(),
         )
         self._audit.actor, self._audit.host = inp.actor, inp.actor_host
-        self._audit.record("started", after={**inp.model_dump(exclude_defaults=True, exclude={"actor", "actor_host"}), "source": result.source, "target": result.target})
+        asked = inp.model_dump(exclude_defaults=True, exclude={"actor", "actor_host"})
+        self._audit.record("started", after={**asked, "source": result.source, "target": result.target})
         self._index.enabled = inp.search_attributes
         self._index.start("SessionMigration", f"sessions {result.source} -> {result.target}: running")
         if inp.rollback_of:
@@ -250,7 +251,8 @@ class SessionMigrationWorkflow:
         result.copy_resumes = cursor.resumes
         result.worker_cpu_s, result.worker_peak_rss_bytes = cursor.worker_cpu_s, cursor.worker_peak_rss_bytes
         result.source_digest = cursor.digest
-        self._audit.record("data_moved", result.target_before.model_dump() if result.target_before else None, cursor.model_dump(include={"scanned", "copied", "skipped_expired", "batches", "digest"}))
+        moved = cursor.model_dump(include={"scanned", "copied", "skipped_expired", "batches", "digest"})
+        self._audit.record("data_moved", result.target_before.model_dump() if result.target_before else None, moved)
 
     async def _verify(self, inp: SessionMigrationInput, result: SessionMigrationResult, settle_s: float | None) -> None:
         self._set_phase("verifying")
@@ -374,9 +376,11 @@ class SessionMigrationWorkflow:
 
     def _set_phase(self, phase: Any) -> None:
         since, self._phase_since = self._phase_since, workflow.now().timestamp()
-        workflow.logger.info("Phase %s -> %s after %.1f s", self._progress.phase, phase, self._phase_since - (since or self._phase_since))
+        took = self._phase_since - (since or self._phase_since)
+        workflow.logger.info("Phase %s -> %s after %.1f s", self._progress.phase, phase, took)
         self._index.phase(phase)
-        self._audit.record("phase", {"phase": self._progress.phase}, {"phase": phase, "done": self._progress.done, "total": self._progress.total})
+        p = self._progress
+        self._audit.record("phase", {"phase": p.phase}, {"phase": phase, "done": p.done, "total": p.total})
         self._progress.phase = phase
 
     def _record_copy_progress(self, cursor: CopyCursor) -> None:
@@ -392,7 +396,9 @@ class SessionMigrationWorkflow:
         result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
         self._set_phase("done")
         if result.rolled_back or result.status == "rollback_failed":
-            self._audit.record("rollback", {"failed_phase": result.failed_phase, "error_type": result.error_type}, {"status": result.status, "restored": result.restored})
+            before = {"failed_phase": result.failed_phase, "error_type": result.error_type}
+            self._audit.record("rollback", before, {"status": result.status, "restored": result.restored})
         self._audit.record("ended", None, result.audit_state())
-        self._index.summary(f"sessions {result.source} -> {result.target}: {result.status}, {result.sessions_copied} copied, {result.restored} restored")
+        r = result
+        self._index.summary(f"sessions {r.source} -> {r.target}: {r.status}, {r.sessions_copied} copied, {r.restored} restored")
         await self._audit.flush()

@@ -49,7 +49,8 @@ async def rendered_text(path) -> str:
                         msg = json.loads((await ws.receive()).data)
                         if msg.get("id") == attempt:
                             break
-                    url, state, text = msg["result"]["result"]["value"].split("\n", 2)
+                    value = msg["result"]["result"].get("value")  # none while the body does not exist yet
+                    url, state, text = value.split("\n", 2) if value else ("", "", "")
                     if url.startswith("file:") and state == "complete":  # not the blank page it starts on
                         return text
                     await asyncio.sleep(0.1)

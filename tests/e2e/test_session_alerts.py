@@ -72,10 +72,11 @@ async def test_a_copy_slice_that_reports_nothing_for_the_configured_time_alerts_
     temporal_client, task_queue, tmp_path, sqlite_url, receiver, monkeypatch
 ):
     monkeypatch.setenv("SNAKEPIT_AUDIT_URL", f"sqlite://{tmp_path}/audit.db")
-    make_snapshot(tmp_path / "in.jsonl", 2000, expired_fraction=0.0)
+    make_snapshot(tmp_path / "in.jsonl", 5000, expired_fraction=0.0)
     handle, result = await run(temporal_client, task_queue, source=f"jsonl://{tmp_path}/in.jsonl", target=sqlite_url,
-                               batch_size=5, slice_seconds=4, stall_alert_seconds=1)  # fmt: skip
-    assert result.status == "completed" and result.sessions_copied == 2000
+                               batch_size=1, slice_seconds=6, stall_alert_seconds=1)  # fmt: skip
+    assert result.status == "completed" and result.sessions_copied == 5000
+    assert result.duration_s > 2  # the copy's first slice outlasted the stall time, or the test proves nothing
     stalled = [a for a in receiver if a["kind"] == "stalled"]
     assert stalled and {a["kind"] for a in receiver} == {"stalled"}  # nothing else went wrong
     first = stalled[0]
