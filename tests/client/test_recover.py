@@ -29,6 +29,7 @@ async def terminated_mid_copy(temporal_client, task_queue, source: str, target: 
         task_queue=task_queue,
     )  # fmt: skip
     while (p := await handle.query("progress", result_type=MigrationProgress)).phase != "copying" or p.done < 50:
+        assert p.phase != "done", f"the run ended before the copy was under way: {await api.wait_for_result(handle)}"
         await asyncio.sleep(0.05)
     await handle.terminate("operator pulled the plug")  # no compensation runs: partial data stays
     return handle.id
