@@ -11,8 +11,8 @@ import sys
 from client import api
 from deployment.sessions.snapshot import generate_sessions
 from deployment.sessions.stores import open_store
-from tests.e2e.helpers import make_snapshot, store_bytes
-from workflows.session_models import MigrationProgress, SessionMigrationInput
+from tests.e2e.helpers import make_snapshot, store_bytes, wait_for_phase
+from workflows.session_models import SessionMigrationInput
 
 
 def cli(temporal_env, tmp_path, *args: str) -> tuple[int, str, str]:
@@ -28,9 +28,7 @@ async def terminated_mid_copy(temporal_client, task_queue, source: str, target: 
         temporal_client, SessionMigrationInput(source=source, target=target, batch_size=5, slice_seconds=0.2),
         task_queue=task_queue,
     )  # fmt: skip
-    while (p := await handle.query("progress", result_type=MigrationProgress)).phase != "copying" or p.done < 50:
-        assert p.phase != "done", f"the run ended before the copy was under way: {await api.wait_for_result(handle)}"
-        await asyncio.sleep(0.05)
+    await wait_for_phase(handle, "copying", min_done=50)
     await handle.terminate("operator pulled the plug")  # no compensation runs: partial data stays
     return handle.id
 

@@ -37,3 +37,22 @@ async def migrate(client: Client, queue: str, migration_id: str | None = None, *
     """Run a SessionMigration to its end through the real workflow."""
     handle = await api.start_session_migration(client, SessionMigrationInput(**fields), migration_id, queue)
     return await api.wait_for_result(handle)
+
+
+async def wait_for_phase(handle, phase: str, min_done: int = 0, timeout: float = 120.0):  # noqa: ANN001, ANN201
+    """Poll the ``progress`` query until the run is in ``phase`` with at least ``min_done`` done.
+
+    Fails at once if the run ends first (with its result), or after ``timeout`` seconds.
+    """
+    import asyncio
+
+    from workflows.session_models import MigrationProgress
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        p = await handle.query("progress", result_type=MigrationProgress)
+        if p.phase == phase and p.done >= min_done:
+            return p
+        assert p.phase != "done", f"the run ended before {phase}: {await api.wait_for_result(handle)}"
+        assert asyncio.get_running_loop().time() < deadline, f"not in {phase} after {timeout:.0f} s: {p}"
+        await asyncio.sleep(0.05)

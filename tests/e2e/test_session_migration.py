@@ -15,8 +15,8 @@ from client.paths import temporal_cli
 from deployment.sessions.record import canonical_bytes, expires_at
 from deployment.sessions.snapshot import generate_sessions
 from deployment.sessions.stores import open_store
-from tests.e2e.helpers import live_lines, make_snapshot, migrate, store_bytes
-from workflows.session_models import MigrationProgress, SessionMigrationInput, SessionMigrationResult
+from tests.e2e.helpers import live_lines, make_snapshot, migrate, store_bytes, wait_for_phase
+from workflows.session_models import SessionMigrationInput, SessionMigrationResult
 
 
 async def test_round_trip_through_every_store_keeps_every_live_session_byte_for_byte(
@@ -106,13 +106,7 @@ async def test_operator_rollback_signal_mid_copy_and_progress_query(temporal_cli
         SessionMigrationInput(source=f"jsonl://{tmp_path}/in.jsonl", target=sqlite_url, batch_size=5, slice_seconds=0.2),
         task_queue=task_queue,
     )
-    seen: list[MigrationProgress] = []
-    while True:
-        p = await handle.query("progress", result_type=MigrationProgress)
-        seen.append(p)
-        if p.phase == "copying" and p.done > 0:
-            break
-        await asyncio.sleep(0.05)
+    p = await wait_for_phase(handle, "copying", min_done=1)
     assert p.total == 6000 and p.rate_per_s > 0 and p.eta_s is not None
     await handle.signal("rollback")
     result = await api.wait_for_result(handle)

@@ -10,8 +10,8 @@ import sys
 import uuid
 
 from client import api
-from tests.e2e.helpers import live_lines, make_snapshot, store_bytes
-from workflows.session_models import MigrationProgress, SessionMigrationInput
+from tests.e2e.helpers import live_lines, make_snapshot, store_bytes, wait_for_phase
+from workflows.session_models import SessionMigrationInput
 
 
 def start_worker(address: str, queue: str, log) -> subprocess.Popen:
@@ -20,17 +20,6 @@ def start_worker(address: str, queue: str, log) -> subprocess.Popen:
         [sys.executable, "-m", "client.cli", "worker", "--address", address, "--task-queue", queue],
         stdout=log, stderr=log, start_new_session=True,
     )  # fmt: skip
-
-
-async def wait_for_phase(handle, phase: str, timeout: float = 60) -> MigrationProgress:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        p = await handle.query("progress", result_type=MigrationProgress)
-        if p.phase == phase:
-            return p
-        assert p.phase != "done", f"the run ended early: {await api.wait_for_result(handle)}"
-        assert asyncio.get_running_loop().time() < deadline, f"no progress: {p}"
-        await asyncio.sleep(0.1)
 
 
 async def test_sigkill_of_the_worker_mid_copy_still_completes_with_identical_digests(

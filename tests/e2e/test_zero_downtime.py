@@ -18,7 +18,8 @@ from deployment.pool.load import run_load
 from deployment.sessions.record import is_expired
 from deployment.sessions.snapshot import generate_sessions
 from deployment.sessions.stores import open_store
-from workflows.session_models import MigrationProgress, SessionMigrationInput
+from tests.e2e.helpers import wait_for_phase
+from workflows.session_models import SessionMigrationInput
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fleet"
 
@@ -117,8 +118,7 @@ async def test_worker_killed_mid_backfill_still_loses_no_write(temporal_env, tmp
                                                 keep_results=True, stop=stop))  # fmt: skip
             handle = await run_move(temporal_env.client, queue, fleet, source, pg_url, slice_seconds=60)
             handle = handle
-            while (await handle.query("progress", result_type=MigrationProgress)).phase != "copying":
-                await asyncio.sleep(0.1)
+            await wait_for_phase(handle, "copying")
             await asyncio.sleep(1.0)
             os.killpg(workers[0].pid, signal.SIGKILL)
             workers[0].wait()
@@ -156,8 +156,7 @@ async def test_rollback_during_soak_returns_to_source_and_leaves_the_target_as_f
         load = asyncio.create_task(run_load(fleet.url, rate=30, duration=120, sessions=20, tool="incr",
                                             keep_results=True, stop=stop))  # fmt: skip
         handle = await run_move(temporal_client, task_queue, fleet, source, pg_url, soak_seconds=120)
-        while (await handle.query("progress", result_type=MigrationProgress)).phase != "soaking":
-            await asyncio.sleep(0.1)
+        await wait_for_phase(handle, "soaking")
         await asyncio.sleep(1.0)  # reads come from the target for a while
         await handle.signal("rollback")
         result = await api.wait_for_result(handle)
