@@ -26,6 +26,7 @@ class ParentMigrationWorkflow:
         await workflow.execute_activity_method(
             FleetActivities.set_fleet_migration, MarkInput(fleet=inp.spec, migration_id=mid, phase="parent: rolling"), **mark
         )
+        await workflow.sleep(timedelta(seconds=1.5))  # long enough for the test's 0.1 s health sampling to see the mark
         child = inp.model_copy(update={"migration_id": mid, "keep_migration_mark": True})
         try:
             result = await workflow.execute_child_workflow(
