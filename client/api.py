@@ -386,11 +386,16 @@ async def wait_for_plan(
 
 async def lock_holders(client: Client, inp: MigrationPlanInput) -> dict[str, str]:
     """The resources of a plan that a running lock holds, each with the run holding it (its parent)."""
+    return await resource_holders(client, inp.resources())
+
+
+async def resource_holders(client: Client, resources: list[str]) -> dict[str, str]:
+    """The resources a running lock holds (redacted), each with the run holding it (the lock's parent)."""
     from deployment.plans.model import lock_id
     from deployment.sessions.stores.base import redact_url
 
     held: dict[str, str] = {}
-    for resource in inp.resources():
+    for resource in resources:
         with contextlib.suppress(RPCError):  # no such lock: free
             desc = await client.get_workflow_handle(lock_id(resource)).describe()
             if desc.status == WorkflowExecutionStatus.RUNNING:

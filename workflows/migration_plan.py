@@ -13,7 +13,7 @@ the run pauses (completed steps kept) or rolls back, by ``on_window_exceeded``.
 Before the first child, a real run takes the lock of every resource it
 touches (a ``ResourceLock`` child each, in sorted order); a resource another
 run holds fails the plan with ``ResourceLocked`` at once, or, with
-``wait_for_lock``, is tried again every ``LOCK_RETRY_S`` seconds.
+``wait_for_lock``, is tried again every few seconds (:mod:`workflows.locks`).
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError, WorkflowAlreadyStartedError
-from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.alerts import AlertActivities
     from activities.plans import PlanActivities
-    from deployment.plans.model import REVERSIBLE, ResolvedStep, lock_id
+    from deployment.plans.model import REVERSIBLE, ResolvedStep
     from workflows.audit_models import AlertInput
-    from deployment.sessions.stores.base import redact_url
+    from workflows.locks import ResourceLocks
     from workflows.plan_models import MigrationPlanInput, MigrationPlanResult, PlanProgress, StepProgress
 
 # figures copied from a child's result into the plan's (only counts, digests and statuses)
@@ -42,7 +42,6 @@ _FIGURES = ("sessions_total", "sessions_copied", "source_digest", "target_digest
             "restarted", "changed", "done", "from_version", "to_version", "version")
 # fault-injection params a rollback run must not inherit
 _FAULTS = ("fail_after_batches", "fail_after_files", "fail_after_checkpoints")
-LOCK_RETRY_S = 2.0
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=3)
 
 
@@ -74,11 +73,13 @@ class MigrationPlanWorkflow:
 
     def __init__(self) -> None:
         self._progress = PlanProgress(plan_id="", plan="", environment="")
-        self._locks: list[ChildWorkflowHandle[Any, Any]] = []
+        self._locks = ResourceLocks()
+        self._progress.locks = self._locks.held
 
     @workflow.query(name="progress")
     def progress(self) -> PlanProgress:
         """The tree: every child with its workflow id and state."""
+        self._progress.waiting_for = self._locks.waiting_for
         return self._progress
 
     @workflow.run
@@ -101,8 +102,10 @@ class MigrationPlanWorkflow:
             steps=self._progress.steps,
         )  # fmt: skip
         state = {s.id: s for s in self._progress.steps}
+        self._progress.locks = self._locks.held
         if not inp.dry_run:  # a dry run writes nothing: it takes no lock
-            await self._lock_all(inp, plan_id)
+            self._progress.phase = "locking"
+            await self._locks.take(inp.resources(), plan_id, inp.wait_for_lock)
         try:
             await self._check_feasibility(inp, result)
             self._progress.phase = "running"
@@ -112,7 +115,7 @@ class MigrationPlanWorkflow:
                 await self._alert(inp, result)
             raise exc
         finally:
-            await self._release_all()
+            await self._locks.release()
 
     async def _check_feasibility(self, inp: MigrationPlanInput, result: MigrationPlanResult) -> None:
         """Check every store, config and fleet again now (under the locks): a scheduled run has no CLI that did."""
@@ -168,41 +171,6 @@ class MigrationPlanWorkflow:
         self._finish(result)
         raise ApplicationError(f"plan {inp.plan} {result.status}: {result.failed_step}: {result.error}", result,
                                type="PlanRolledBack" if result.status == "rolled_back" else "PlanFailed", non_retryable=True)
-
-    async def _lock_all(self, inp: MigrationPlanInput, plan_id: str) -> None:
-        """Take the lock of every resource, in sorted order; refuse (or wait) on one held by another run."""
-        self._progress.phase = "locking"
-        for resource in inp.resources():
-            lid = lock_id(resource)
-            while True:
-                try:
-                    handle = await workflow.start_child_workflow(
-                        "ResourceLock", {"resource": redact_url(resource), "holder": plan_id}, id=lid,
-                        parent_close_policy=ParentClosePolicy.TERMINATE,
-                    )  # fmt: skip
-                    break
-                except WorkflowAlreadyStartedError:
-                    if not inp.wait_for_lock:
-                        await self._release_all()
-                        raise ApplicationError(
-                            f"{redact_url(resource)} is locked by another run (lock {lid})", {"lock_id": lid},
-                            type="ResourceLocked", non_retryable=True,
-                        )  # fmt: skip
-                    self._progress.waiting_for = lid
-                    await workflow.sleep(timedelta(seconds=LOCK_RETRY_S))
-            self._locks.append(handle)
-            self._progress.locks.append(lid)
-        self._progress.waiting_for = None
-
-    async def _release_all(self) -> None:
-        """Release every lock held, newest first (one already ended, e.g. terminated by an operator, is released)."""
-        while self._locks:
-            handle = self._locks.pop()
-            try:
-                await handle.signal("release")
-            except Exception as exc:  # the lock workflow is gone: nothing is held
-                workflow.logger.warning("Lock %s was already released: %s", handle.id, exc)
-            self._progress.locks.remove(handle.id)
 
     async def _run_child(self, step: ResolvedStep, state: StepProgress, dry_run: bool, result: MigrationPlanResult) -> None:
         child_input = dict(step.input, dry_run=True) if dry_run else dict(step.input)

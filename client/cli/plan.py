@@ -10,7 +10,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 
 from client import api
 from client.cli import app
@@ -20,7 +19,7 @@ from client.paths import home
 from deployment.errors import BadInput, MigrateError
 from deployment.plans.check import Validation, validate_plan
 from deployment.plans.compare import compare_runs, render_comparison
-from deployment.plans.errors import ResourceLocked
+from client.cli.locks import is_lock_refusal, locked, locked_after_start
 from deployment.plans.model import ResolvedPlan
 from deployment.plans.report import markdown, show as show_plan
 from workflows.plan_models import MigrationPlanResult, PlanProgress, StepProgress
@@ -148,20 +147,12 @@ def run_plan(
         return exc.exit_code
 
 
-def _locked(held: dict[str, str]) -> ResourceLocked:
-    holders = sorted(set(held.values()))
-    return ResourceLocked(
-        "locked by a running plan: " + "; ".join(f"{r} by {h}" for r, h in held.items()),
-        hint=f"wait for it (snakepit-migrate status {holders[0]} --watch), or run again with --wait-for-lock",
-    )
-
-
 async def _run(inp: ResolvedPlan, plan_id: str | None, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
     if not inp.dry_run and not inp.wait_for_lock:
         held = await api.lock_holders(client, inp)
         if held:
-            raise _locked(held)
+            raise locked(held)
     handle = await api.start_migration_plan(client, inp, plan_id)
     err.print(f"Started plan {inp.plan} in {inp.environment} as {handle.id}" + (" (dry run)" if inp.dry_run else ""))
     seen: dict[str, str] = {}
@@ -176,8 +167,8 @@ async def _run(inp: ResolvedPlan, plan_id: str | None, address: str | None, json
         async with worker_while_waiting(client, handle):
             result = await api.wait_for_plan(handle, changed)
     except WorkflowFailureError as exc:  # refused at its start: a lock taken between the check and the start
-        if isinstance(exc.cause, ApplicationError) and exc.cause.type == "ResourceLocked":
-            raise _locked(await api.lock_holders(client, inp) or {exc.cause.message: "another run"}) from None
+        if is_lock_refusal(exc):
+            raise await locked_after_start(client, exc, inp.resources()) from None
         raise
     if json_out:
         emit_json(result.model_dump())
