@@ -8,12 +8,9 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from deployment.home import home
 
-def home() -> Path:
-    """``$SNAKEPIT_MIGRATE_HOME``, default ``~/.snakepit-migrate``; created on demand."""
-    path = Path(os.environ.get("SNAKEPIT_MIGRATE_HOME") or Path.home() / ".snakepit-migrate")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+__all__ = ["home", "temporal_cli", "temporal_test_server"]
 
 
 def _binary(name: str, package: str) -> str:

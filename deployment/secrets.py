@@ -32,7 +32,7 @@ def secrets_dir() -> Path:
     """``SNAKEPIT_SECRETS_DIR``, else ``secrets`` in the tool's home."""
     if os.environ.get("SNAKEPIT_SECRETS_DIR"):
         return Path(os.environ["SNAKEPIT_SECRETS_DIR"])
-    from client.paths import home
+    from deployment.home import home
 
     return home() / "secrets"
 

@@ -28,7 +28,7 @@ def audit_url(url: str | None = None) -> str:
     """The audit log's URL: the one given, else ``SNAKEPIT_AUDIT_URL``, else ``audit.db`` in the tool's home."""
     if url or os.environ.get("SNAKEPIT_AUDIT_URL"):
         return url or os.environ["SNAKEPIT_AUDIT_URL"]
-    from client.paths import home
+    from deployment.home import home
 
     return f"sqlite://{home() / 'audit.db'}"
 
