@@ -133,5 +133,5 @@ def alert_for(entry: AuditEventInput) -> AlertInput | None:
     return AlertInput(
         kind="verification_mismatch" if state.get("error_type") == "VerificationFailed" else status,
         migration_id=entry.migration_id, at=entry.at, step=state.get("failed_phase"), error=state.get("error"),
-        error_type=state.get("error_type"), action=actions.get(status, status), figures=state,
+        error_type=state.get("error_type"), action=state.get("action") or actions.get(status, status), figures=state,
     )  # fmt: skip

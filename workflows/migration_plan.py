@@ -8,7 +8,25 @@ policy, ``stop`` leaves completed children in place, and ``rollback`` undoes
 them newest first, each by a later run of its own workflow with
 ``rollback_of`` (``<child id>-rollback``).  ``dry_run`` is passed to every child.
 With a maintenance window (``window_s``), no group starts once it has ended:
-the run pauses (completed steps kept) or rolls back, by ``on_window_exceeded``.
+a ``window_exceeded`` alert goes out, and the run rolls back or pauses, by
+``on_window_exceeded``.  A paused run stays open, locks held, and waits
+(durably, as long as it takes) for the ``resume`` signal (``plan resume``),
+which starts the remaining groups in a new window, or for ``cancel``
+(``plan cancel [--rollback]``), which ends it keeping or undoing the completed
+steps.  ``cancel`` (and ``rollback``) sent to a running plan stop it before
+its next group.  Runs that reached their window before this existed ended as
+``paused`` at once (the ``plan-window`` patch).
+
+Every action goes to the audit log (:class:`workflows.audit_trail.AuditTrail`):
+``started`` (with ``schedule_fired``), ``locks_taken``, each step's
+``step_started`` / ``step_finished`` / ``step_failed`` with its timing and
+figures, ``window_exceeded``, ``paused`` / ``resumed`` / ``cancelled``,
+``rollback`` and ``ended``, whose alert (failure, rollback) is the plan's.
+Runs started before the plan had an audit trail record nothing and alert
+directly (the ``audit-trail`` patch).  With ``search_attributes`` (the
+``plan-index`` patch) the run is indexed by ``MigrationType``,
+``MigrationPhase``, ``Environment`` and ``PlanId`` (its own id), and its
+children start with ``Environment`` and ``PlanId``.
 
 Before the first child, a real run takes the lock of every resource it
 touches (a ``ResourceLock`` child each, in sorted order); a resource another
@@ -33,9 +51,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.alerts import AlertActivities
     from activities.plans import PlanActivities
     from deployment.plans.model import REVERSIBLE, ResolvedStep
+    from workflows import plan_audit
     from workflows.audit_models import AlertInput
+    from workflows.audit_trail import PATCH as AUDIT_PATCH, AuditTrail
     from workflows.locks import ResourceLocks
-    from workflows.plan_models import MigrationPlanInput, MigrationPlanResult, PlanProgress, StepProgress
+    from workflows.plan_models import (
+        CancelInput, MigrationPlanInput, MigrationPlanResult, PlanProgress, ResumeInput, StepProgress,
+    )  # fmt: skip
+    from workflows.saga import failure_text, failure_type
+    from workflows.search_attributes import ENVIRONMENT, MIGRATION_PHASE, MIGRATION_TYPE, PLAN_ID
 
 # figures copied from a child's result into the plan's (only counts, digests and statuses)
 _FIGURES = ("sessions_total", "sessions_copied", "source_digest", "target_digest", "restored", "files_written", "duration_s",
@@ -67,6 +91,10 @@ def _child_failure(exc: BaseException) -> tuple[str, dict[str, Any]]:
     return details.get("error") or message, details
 
 
+WINDOW_PATCH = "plan-window"  # the window_exceeded alert, and a paused run that waits for resume or cancel
+INDEX_PATCH = "plan-index"  # search attributes on the plan and its children, when the input asks
+
+
 @workflow.defn(name="MigrationPlan")
 class MigrationPlanWorkflow:
     """Every migration of a plan, in dependency order, independent ones in parallel, stopped or undone on failure."""
@@ -75,12 +103,34 @@ class MigrationPlanWorkflow:
         self._progress = PlanProgress(plan_id="", plan="", environment="")
         self._locks = ResourceLocks()
         self._progress.locks = self._locks.held
+        self._audit = AuditTrail()
+        self._audited = False
+        self._indexed = False
+        self._resume: ResumeInput | None = None
+        self._cancel: CancelInput | None = None
 
     @workflow.query(name="progress")
     def progress(self) -> PlanProgress:
         """The tree: every child with its workflow id and state."""
         self._progress.waiting_for = self._locks.waiting_for
         return self._progress
+
+    @workflow.signal(name="resume")
+    def resume(self, params: dict[str, Any] | None = None) -> None:
+        """A paused run goes on with the groups it has not started, in a new window (ignored unless paused)."""
+        if self._progress.phase == "paused":
+            self._resume = ResumeInput.model_validate(params or {})
+
+    @workflow.signal(name="cancel")
+    def cancel(self, params: dict[str, Any] | None = None) -> None:
+        """Start no further group; keep the completed steps, or with ``rollback`` undo them newest first."""
+        if self._cancel is None:
+            self._cancel = CancelInput.model_validate(params or {})
+
+    @workflow.signal(name="rollback")
+    def request_rollback(self) -> None:
+        """``snakepit-migrate rollback PLAN_ID``: cancel, undoing the completed steps."""
+        self.cancel({"rollback": True})
 
     @workflow.run
     async def run(self, params: dict[str, Any]) -> MigrationPlanResult:
@@ -103,23 +153,67 @@ class MigrationPlanWorkflow:
         )  # fmt: skip
         state = {s.id: s for s in self._progress.steps}
         self._progress.locks = self._locks.held
-        if not inp.dry_run:  # a dry run writes nothing: it takes no lock
-            self._progress.phase = "locking"
-            await self._locks.take(inp.resources(), plan_id, inp.wait_for_lock)
+        self._start_trail(inp, result)
         try:
+            if not inp.dry_run:  # a dry run writes nothing: it takes no lock
+                self._set_phase("locking")
+                await self._locks.take(inp.resources(), plan_id, inp.wait_for_lock)
+                self._audit.record("locks_taken", None, {"locks": list(self._locks.held)})
             await self._check_feasibility(inp, result)
-            self._progress.phase = "running"
+            self._set_phase("running")
             return await self._run_groups(inp, steps, state, result)
         except ApplicationError as exc:
-            if result.status != "completed":  # the plan's own failure: alert, then fail with the result attached
+            if result.status != "completed" and not self._audited:  # runs without a trail alert here; others from "ended"
                 await self._alert(inp, result)
+            self._outcome(result, exc)
             raise exc
+        except (Exception, asyncio.CancelledError) as exc:
+            self._outcome(result, exc)
+            raise
         finally:
             await self._locks.release()
+            await self._end_trail(inp, result)
+
+    def _start_trail(self, inp: MigrationPlanInput, result: MigrationPlanResult) -> None:
+        """Who started the run and what fired it into the audit log; index the run when its input asks."""
+        self._audited = workflow.patched(AUDIT_PATCH)
+        self._audit.actor, self._audit.host = inp.actor, inp.actor_host
+        result.schedule_id = plan_audit.schedule_of(result.plan_id, inp, workflow.info().typed_search_attributes)
+        self._audit.record("started", None, plan_audit.started_state(inp, result.schedule_id))
+        if result.schedule_id:
+            self._audit.record("schedule_fired", None, {"schedule_id": result.schedule_id, "workflow_id": result.plan_id})
+        self._indexed = inp.search_attributes and workflow.patched(INDEX_PATCH)
+        if self._indexed:
+            workflow.upsert_search_attributes([
+                MIGRATION_TYPE.value_set("MigrationPlan"), ENVIRONMENT.value_set(inp.environment),
+                PLAN_ID.value_set(result.plan_id), MIGRATION_PHASE.value_set("pending"),
+            ])  # fmt: skip
+            workflow.upsert_memo(plan_audit.memo(inp, "running"))
+
+    def _outcome(self, result: MigrationPlanResult, exc: BaseException) -> None:
+        """A failure that is not the plan's own outcome (a lock refusal, a cancellation) is still its end: say so."""
+        if result.status == "completed":
+            result.status, result.error = "failed", failure_text(exc, "the plan was cancelled")
+            result.failed_step = result.failed_step or f"({self._progress.phase})"
+        result.error_type = failure_type(exc)
+
+    async def _end_trail(self, inp: MigrationPlanInput, result: MigrationPlanResult) -> None:
+        """The ``ended`` entry (which raises the alert of a plan that did not complete), the memo, and every entry written."""
+        if not result.duration_s:
+            result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
+        self._audit.record("ended", None, plan_audit.ended_state(result))
+        if self._indexed:
+            workflow.upsert_memo(plan_audit.memo(inp, result.status))
+        await self._audit.flush()
+
+    def _set_phase(self, phase: Any) -> None:
+        self._progress.phase = phase
+        if self._indexed:
+            workflow.upsert_search_attributes([MIGRATION_PHASE.value_set(phase)])
 
     async def _check_feasibility(self, inp: MigrationPlanInput, result: MigrationPlanResult) -> None:
         """Check every store, config and fleet again now (under the locks): a scheduled run has no CLI that did."""
-        self._progress.phase = "validating"
+        self._set_phase("validating")
         found = await workflow.execute_activity_method(
             PlanActivities.check_plan_feasibility, inp, start_to_close_timeout=timedelta(minutes=2), retry_policy=_RETRY,
         )  # fmt: skip
@@ -132,11 +226,11 @@ class MigrationPlanWorkflow:
                                    non_retryable=True)
 
     async def _alert(self, inp: MigrationPlanInput, result: MigrationPlanResult) -> None:
-        """Tell the alert sinks (webhooks, log) that the plan did not complete; a sink that fails does not change the outcome."""
-        action = {"rolled_back": "completed steps undone newest first", "paused": "remaining groups left for a later run",
-                  "rollback_failed": "the undo stopped: see the steps' states"}.get(result.status, "stopped; completed steps kept")
+        """Runs without an audit trail: tell the alert sinks (webhooks, log) that the plan did not complete; a sink that
+        fails does not change the outcome."""
         alert = AlertInput(kind=result.status, migration_id=result.plan_id, at=workflow.now().timestamp(),
-                           step=result.failed_step, error=result.error, error_type="MigrationPlan", action=action,
+                           step=result.failed_step, error=result.error, error_type="MigrationPlan",
+                           action=plan_audit.action_taken(result),
                            figures={"completed": len(result.completed_order), "undone": len(result.undone_order)})
         try:
             await workflow.execute_activity_method(AlertActivities.send_alert, alert, retry_policy=_RETRY,
@@ -146,13 +240,27 @@ class MigrationPlanWorkflow:
 
     async def _run_groups(self, inp: MigrationPlanInput, steps: dict[str, ResolvedStep], state: dict[str, StepProgress],
                           result: MigrationPlanResult) -> MigrationPlanResult:
-        for n, group in enumerate(inp.levels, 1):
-            if inp.window_s is not None and workflow.now().timestamp() - result.started_at > inp.window_s:
-                result.failed_step = "(window)"
-                result.error = f"the maintenance window of {inp.window_s:g} s ended before group {n} of {len(inp.levels)}"
+        window_s, window_from = inp.window_s, result.started_at
+        n = 0
+        while n < len(inp.levels):
+            if self._cancel is not None:
+                result.failed_step = "(cancelled)"
+                result.error = f"cancelled by an operator before group {n + 1} of {len(inp.levels)}"
                 break
+            if window_s is not None and workflow.now().timestamp() - window_from > window_s:
+                result.failed_step = "(window)"
+                result.error = plan_audit.window_error(window_s, n + 1, len(inp.levels))
+                if not workflow.patched(WINDOW_PATCH):
+                    break
+                new_window = await self._window_ended(inp, result, n + 1, window_s)
+                if new_window is None:
+                    break
+                result.failed_step = result.error = None
+                window_s, window_from = new_window, workflow.now().timestamp()
+                continue
+            n += 1
             self._progress.group = n
-            await asyncio.gather(*(self._run_child(steps[mid], state[mid], inp.dry_run, result) for mid in group))
+            await asyncio.gather(*(self._run_child(inp, steps[mid], state[mid], result) for mid in inp.levels[n - 1]))
             if result.failed_step is not None:
                 break
         if result.failed_step is None:
@@ -162,22 +270,55 @@ class MigrationPlanWorkflow:
             if s.state == "pending":
                 s.state = "skipped"
         window_ended = result.failed_step == "(window)"
-        if window_ended and inp.on_window_exceeded == "pause":
-            result.status = "paused"  # completed steps stay; the skipped ones wait for a later run
-        elif (inp.policy == "rollback" or window_ended) and not inp.dry_run:
-            await self._roll_back(steps, state, result)
+        if self._cancel is not None:
+            self._audit.record("cancelled", None, {**self._cancel.model_dump(), "before_group": n + 1})
+        if self._cancel is not None and not self._cancel.rollback:
+            result.status = "cancelled"
+        elif window_ended and inp.on_window_exceeded == "pause":
+            result.status = "paused"  # a run from before the plan-window patch: completed steps stay, the rest wait
+        elif (inp.policy == "rollback" or window_ended or self._cancel is not None) and not inp.dry_run:
+            await self._roll_back(inp, steps, state, result)
         else:
             result.status = "failed"
         self._finish(result)
         raise ApplicationError(f"plan {inp.plan} {result.status}: {result.failed_step}: {result.error}", result,
                                type="PlanRolledBack" if result.status == "rolled_back" else "PlanFailed", non_retryable=True)
 
-    async def _run_child(self, step: ResolvedStep, state: StepProgress, dry_run: bool, result: MigrationPlanResult) -> None:
-        child_input = dict(step.input, dry_run=True) if dry_run else dict(step.input)
+    async def _window_ended(self, inp: MigrationPlanInput, result: MigrationPlanResult, group: int, window_s: float) -> float | None:
+        """Alert; then either give up (rollback policy, or cancelled while paused): None, or resume: the new window."""
+        alert = plan_audit.window_alert(result, inp, group, window_s, workflow.now().timestamp())
+        self._audit.record("window_exceeded", None, {**alert.figures, "window_s": window_s, "action": alert.action})
+        self._audit.alert(alert)
+        if inp.on_window_exceeded == "rollback":
+            return None
+        pause: dict[str, Any] = {"group": group, "window_s": window_s, "at": workflow.now().timestamp()}
+        result.pauses.append(pause)
+        self._progress.paused, self._progress.pauses = alert.action, self._progress.pauses + 1
+        self._set_phase("paused")
+        self._audit.record("paused", None, {"group": group, "skipped": alert.figures["skipped"]})
+        await workflow.wait_condition(lambda: self._resume is not None or self._cancel is not None)
+        self._progress.paused = None
+        self._set_phase("running")
+        if self._cancel is not None:
+            pause["ended_by"] = "cancel"
+            return None
+        resumed, self._resume = self._resume, None
+        assert resumed is not None
+        pause.update(resumed_at=workflow.now().timestamp(), resumed_by=resumed.actor)
+        new_window = resumed.window_s or window_s
+        self._audit.record("resumed", None, {"group": group, "window_s": new_window, "by": resumed.actor, "host": resumed.actor_host})
+        return new_window
+
+    async def _run_child(self, inp: MigrationPlanInput, step: ResolvedStep, state: StepProgress, result: MigrationPlanResult) -> None:
+        child_input = dict(step.input, dry_run=True) if inp.dry_run else dict(step.input)
         state.state = "running"
+        started = workflow.now().timestamp()
+        self._audit.record("step_started", None, {"step": step.id, "type": step.type, "workflow": step.workflow,
+                                                  "child_id": state.child_id, "group": state.group})
         try:
             child = await workflow.execute_child_workflow(
                 step.workflow, child_input, id=state.child_id, parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                **self._child_index(inp, step),
             )  # fmt: skip
         except (ChildWorkflowError, asyncio.CancelledError) as exc:
             state.error, details = _child_failure(exc)
@@ -186,16 +327,32 @@ class MigrationPlanWorkflow:
             state.figures = _figures(details)
             if result.failed_step is None:
                 result.failed_step, result.error = step.id, state.error
+            self._step_ended("step_failed", state, started)
             return
         child = child if isinstance(child, dict) else {}
         state.child_status = child.get("status")
         state.figures = _figures(child)
-        state.state = "dry_run" if dry_run else "completed"
+        state.state = "dry_run" if inp.dry_run else "completed"
         result.completed_order.append(step.id)
+        self._step_ended("step_finished", state, started)
 
-    async def _roll_back(self, steps: dict[str, ResolvedStep], state: dict[str, StepProgress], result: MigrationPlanResult) -> None:
+    def _step_ended(self, event: str, state: StepProgress, started: float) -> None:
+        state.duration_s = round(workflow.now().timestamp() - started, 3)
+        self._audit.record(event, None, {
+            "step": state.id, "child_id": state.child_id, "state": state.state, "child_status": state.child_status,
+            "duration_s": state.duration_s, "error": state.error, "figures": state.figures,
+        })  # fmt: skip
+
+    def _child_index(self, inp: MigrationPlanInput, step: ResolvedStep) -> dict[str, Any]:
+        """``search_attributes=`` for a child of an indexed plan; nothing otherwise (commands stay as they were)."""
+        if not self._indexed:
+            return {}
+        return {"search_attributes": plan_audit.child_attributes(inp, self._progress.plan_id, step.workflow)}
+
+    async def _roll_back(self, inp: MigrationPlanInput, steps: dict[str, ResolvedStep], state: dict[str, StepProgress],
+                         result: MigrationPlanResult) -> None:
         """Undo the completed children newest first; one that cannot be undone (or whose undo fails) stops the unwinding."""
-        self._progress.phase = "rolling_back"
+        self._set_phase("rolling_back")
         result.status = "rolled_back"
 
         async def unwind() -> None:
@@ -212,7 +369,7 @@ class MigrationPlanWorkflow:
                 if step.type == "custom" and s.figures.get("version"):
                     undo_input["version"] = s.figures["version"]
                 try:
-                    await workflow.execute_child_workflow(step.workflow, undo_input, id=s.rollback_id)
+                    await workflow.execute_child_workflow(step.workflow, undo_input, id=s.rollback_id, **self._child_index(inp, step))
                 except (ChildWorkflowError, asyncio.CancelledError) as exc:
                     s.state, (s.error, _) = "undo_failed", _child_failure(exc)
                     result.status = "rollback_failed"
@@ -221,8 +378,10 @@ class MigrationPlanWorkflow:
                 result.undone_order.append(mid)
 
         await asyncio.shield(asyncio.ensure_future(unwind()))
+        self._audit.record("rollback", {"failed_step": result.failed_step, "completed": list(result.completed_order)},
+                           {"status": result.status, "undone": list(result.undone_order)})
 
     def _finish(self, result: MigrationPlanResult) -> MigrationPlanResult:
         result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
-        self._progress.phase = "done"
+        self._set_phase("done")
         return result

@@ -20,6 +20,9 @@ from deployment.errors import BadInput, MigrateError
 from deployment.plans.check import Validation, validate_plan
 from deployment.plans.compare import compare_runs, render_comparison
 from client.cli.locks import is_lock_refusal, locked, locked_after_start
+from client.cli.plan_events import Actor, record_event, validation_state
+from client.search import indexing_available
+from deployment.audit import default_actor
 from deployment.plans.model import ResolvedPlan
 from deployment.plans.report import markdown, show as show_plan
 from workflows.plan_models import MigrationPlanResult, PlanProgress, StepProgress
@@ -48,11 +51,16 @@ def _validate(plan: str, env: str | None, environments: str | None, json_out: bo
         return _unreadable(exc, json_out)
 
 
-def validated_or_exit(plan: str, env: str, environments: str | None, json_out: bool) -> Validation | int:
-    """A valid plan bound to ``env``, or the exit code after printing why not (2: nothing is started)."""
+def validated_or_exit(plan: str, env: str, environments: str | None, json_out: bool,
+                      actor: tuple[str, str] | None = None) -> Validation | int:
+    """A valid plan bound to ``env``, or the exit code after printing why not (2: nothing is started).
+
+    The validation goes to the audit log (``plan_validated``), valid or not, in ``actor``'s name (default: the OS user).
+    """
     found = _validate(plan, env, environments, json_out)
     if isinstance(found, int):
         return found
+    run(record_event("plan_validated", f"plan:{found.plan.name}", actor or default_actor(), validation_state(found, env)))
     if not found.valid:
         if json_out:
             emit_json(found.as_json())
@@ -69,11 +77,14 @@ def _print_issues(found: Validation) -> None:
 
 @plan_app.command("validate")
 def validate(plan: PlanArg, env: Annotated[Optional[str], typer.Option("--env", help="the environment to bind and check for real")] = None,
-             environments: Envs = None, json_out: Json = False) -> int:
-    """Schema (with lines), cycles, conflicts; with --env, bindings and feasibility. Exit 0 valid, 1 invalid, 2 unreadable."""
+             environments: Envs = None, actor: Actor = None, json_out: Json = False) -> int:
+    """Schema (with lines), cycles, conflicts; with --env, bindings and feasibility. Exit 0 valid, 1 invalid, 2 unreadable.
+
+    The verdict (with its counts of errors, warnings and conflicts) goes to the audit log as ``plan_validated``."""
     found = _validate(plan, env, environments, json_out)
     if isinstance(found, int):
         return found
+    run(record_event("plan_validated", f"plan:{found.plan.name}", default_actor(actor), validation_state(found, env)))
     if json_out:
         emit_json(found.as_json())
     else:
@@ -130,14 +141,17 @@ def run_plan(
     plan_id: Annotated[Optional[str], typer.Option("--id", help="the plan run id (default: generated)")] = None,
     wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait for resources another run holds instead of refusing (exit 3)")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
+    actor: Actor = None,
     json_out: Json = False,
 ) -> int:
     """Validate, then run every migration as a child of the MigrationPlan workflow: groups in order, each group in
-    parallel; on failure stop or roll back by the plan's policy. Exit 0 done, 1 failed, 2 invalid plan (nothing started)."""
-    found = validated_or_exit(plan, env, environments, json_out)
+    parallel; on failure stop or roll back by the plan's policy. Exit 0 done, 1 failed (or paused by its window),
+    2 invalid plan (nothing started)."""
+    who = default_actor(actor)
+    found = validated_or_exit(plan, env, environments, json_out, who)
     if isinstance(found, int):
         return found
-    inp = found.resolved(dry_run=dry_run).model_copy(update={"wait_for_lock": wait_for_lock})
+    inp = found.resolved(dry_run=dry_run).model_copy(update={"wait_for_lock": wait_for_lock, "actor": who[0], "actor_host": who[1]})
     try:
         return run(_run(inp, plan_id, address, json_out))
     except MigrateError as exc:
@@ -153,22 +167,42 @@ async def _run(inp: ResolvedPlan, plan_id: str | None, address: str | None, json
         held = await api.lock_holders(client, inp)
         if held:
             raise locked(held)
+    inp.search_attributes = await indexing_available(client)
     handle = await api.start_migration_plan(client, inp, plan_id)
     err.print(f"Started plan {inp.plan} in {inp.environment} as {handle.id}" + (" (dry run)" if inp.dry_run else ""))
+    await record_event("plan_submitted", handle.id, default_actor(inp.actor), {
+        "plan": inp.plan, "environment": inp.environment, "digest": inp.digest, "dry_run": inp.dry_run,
+        "promoted_from": inp.promoted_from, "steps": len(inp.steps)}, workflow_id=handle.id)  # fmt: skip
+    return await follow(client, handle, json_out, inp.resources())
+
+
+async def follow(client: Client, handle: Any, json_out: bool, resources: list[str], pauses_seen: int = 0) -> int:
+    """Follow a plan run to its end, or until its window pauses it (again: more than ``pauses_seen`` times); print its
+    tree. Exit 0 done, 1 otherwise."""
     seen: dict[str, str] = {}
+    paused = asyncio.Event()
 
     def changed(progress: PlanProgress) -> None:
         for step in progress.steps:
             if seen.get(step.id) != step.state:
                 seen[step.id] = step.state
                 err.print(f"  group {step.group} {step.id}: {step.state}")
+        if progress.phase == "paused" and progress.pauses > pauses_seen:
+            paused.set()
 
     try:
         async with worker_while_waiting(client, handle):
-            result = await api.wait_for_plan(handle, changed)
+            waiting = asyncio.ensure_future(api.wait_for_plan(handle, changed))
+            pausing = asyncio.ensure_future(paused.wait())
+            await asyncio.wait({waiting, pausing}, return_when=asyncio.FIRST_COMPLETED)
+            pausing.cancel()
+            if not waiting.done():
+                waiting.cancel()
+                return _paused(await handle.query("progress", result_type=PlanProgress), json_out)
+            result = waiting.result()
     except WorkflowFailureError as exc:  # refused at its start: a lock taken between the check and the start
         if is_lock_refusal(exc):
-            raise await locked_after_start(client, exc, inp.resources()) from None
+            raise await locked_after_start(client, exc, resources) from None
         raise
     if json_out:
         emit_json(result.model_dump())
@@ -179,6 +213,17 @@ async def _run(inp: ResolvedPlan, plan_id: str | None, address: str | None, json
         if result.error:
             out.print(f"failed at {result.failed_step}: {result.error}")
     return 0 if result.status in ("completed", "dry_run") else 1
+
+
+def _paused(progress: PlanProgress, json_out: bool) -> int:
+    """A run its window paused: it waits, locks held, for ``plan resume`` or ``plan cancel``."""
+    if json_out:
+        emit_json({**progress.model_dump(), "status": "paused"})
+    else:
+        out.print(render_tree(progress.plan_id, progress.plan, progress.environment,
+                              f"paused before group {progress.group + 1}/{progress.groups}", progress.steps))
+        out.print(progress.paused or "")
+    return 1
 
 
 def render_tree(plan_id: str, plan: str, environment: str, status: str, steps: list[StepProgress],
@@ -235,8 +280,11 @@ def export(
     env: Annotated[str, typer.Option("--env", help="the environment to bind")],
     environments: Envs = None,
     out_file: Annotated[Optional[str], typer.Option("--out", help="write it to this file (default: stdout)")] = None,
+    actor: Actor = None,
 ) -> int:
-    """Write the plan bound to an environment as one self-contained, digest-stamped procedure (JSON)."""
+    """Write the plan bound to an environment as one self-contained, digest-stamped procedure (JSON).
+
+    The procedure created goes to the audit log as ``plan_created`` (plan, environment, both digests)."""
     found = _validate(plan, env, environments, False)
     if isinstance(found, int):
         return found
@@ -256,6 +304,9 @@ def export(
                   f"(procedure digest {procedure.procedure_digest()[:16]})")
     else:
         sys.stdout.write(text)
+    run(record_event("plan_created", f"plan:{procedure.plan}", default_actor(actor), {
+        "plan": procedure.plan, "environment": procedure.environment, "digest": procedure.digest,
+        "procedure_digest": procedure.procedure_digest(), "steps": len(procedure.steps), "out": out_file}))  # fmt: skip
     return 0
 
 
@@ -267,16 +318,18 @@ def promote(
     environments: Envs = None,
     wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait for resources another run holds")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
+    actor: Actor = None,
     json_out: Json = False,
 ) -> int:
     """Run in --to the same plan (same digest) that completed in --from, recording which run it was promoted from.
 
     Refused (exit 2, nothing started) unless a real run of this exact plan file completed in --from.
     """
-    found = validated_or_exit(plan, target_env, environments, json_out)
+    who = default_actor(actor)
+    found = validated_or_exit(plan, target_env, environments, json_out, who)
     if isinstance(found, int):
         return found
-    inp = found.resolved().model_copy(update={"wait_for_lock": wait_for_lock})
+    inp = found.resolved().model_copy(update={"wait_for_lock": wait_for_lock, "actor": who[0], "actor_host": who[1]})
     try:
         return run(_promote(inp, source_env, address, json_out))
     except MigrateError as exc:
@@ -324,3 +377,53 @@ async def _compare(run_a: str, run_b: str, address: str | None) -> dict[str, Any
                            hint="compare two runs of snakepit-migrate plan run that have ended")
         results.append(info["result"])
     return compare_runs(results[0], results[1])
+
+
+@plan_app.command("resume")
+def resume(
+    plan_id: Annotated[str, typer.Argument(help="the id of a plan run its maintenance window paused")],
+    window: Annotated[Optional[str], typer.Option("--window", help="the new window, e.g. 2h (default: the run's own), from now")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
+    actor: Actor = None,
+    json_out: Json = False,
+) -> int:
+    """Go on with a paused plan run: the groups it had not started run now, in a new window; then follow it to its end.
+
+    Refused (exit 2) when the run is not paused. Exit 0 done, 1 failed (or paused again)."""
+    from client.schedules import parse_duration
+
+    window_s = parse_duration(window) if window else None
+    return run(_signal_paused(plan_id, "resume", {"window_s": window_s}, default_actor(actor), address, json_out))
+
+
+@plan_app.command("cancel")
+def cancel(
+    plan_id: Annotated[str, typer.Argument(help="the id of a running or paused plan run")],
+    rollback: Annotated[bool, typer.Option("--rollback", help="undo the completed steps newest first (default: keep them)")] = False,
+    address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
+    actor: Actor = None,
+    json_out: Json = False,
+) -> int:
+    """Give a plan run up: no further group starts (a running group finishes first); the completed steps stay, or
+    with --rollback are undone newest first. Exit 0 when the run ended cancelled or rolled back, 1 otherwise."""
+    return run(_signal_paused(plan_id, "cancel", {"rollback": rollback}, default_actor(actor), address, json_out))
+
+
+async def _signal_paused(plan_id: str, signal: str, params: dict[str, Any], who: tuple[str, str], address: str | None,
+                         json_out: bool) -> int:
+    client = await ensure_client(address)
+    info = await api.describe(client, plan_id)
+    phase = (info.get("progress") or {}).get("phase")
+    if info["type"] != "MigrationPlan" or info["status"] != "running" or (signal == "resume" and phase != "paused"):
+        state = f"{info['type']} {info['status']}" + (f", {phase}" if phase else "")
+        raise BadInput(f"{plan_id} is not a {'paused' if signal == 'resume' else 'running'} plan run ({state}): "
+                       f"nothing to {signal}", hint=f"see: snakepit-migrate status {plan_id}")
+    handle = client.get_workflow_handle(plan_id)
+    await handle.signal(signal, {**params, "actor": who[0], "actor_host": who[1]})
+    await record_event(f"plan_{signal}_requested", plan_id, who, params, workflow_id=plan_id)
+    err.print(f"{signal} sent to {plan_id}")
+    code = await follow(client, handle, json_out, [], (info.get("progress") or {}).get("pauses", 0))
+    if signal == "cancel":
+        ended = await api.describe(client, plan_id)
+        return 0 if ended["status"] in ("cancelled", "rolled_back") else 1
+    return code

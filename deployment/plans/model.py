@@ -136,6 +136,10 @@ class ResolvedPlan(BaseModel):
     promoted_from: str | None = None  # the run of the same plan digest that completed in another environment
     window_s: float | None = None  # a maintenance window: no group starts after it has ended
     on_window_exceeded: Literal["pause", "rollback"] = "pause"
+    schedule_id: str | None = None  # the Temporal Schedule that starts this input, when one does
+    actor: str | None = None  # who started (or scheduled) the run, for the audit log (default: the worker's OS user)
+    actor_host: str | None = None
+    search_attributes: bool = False  # index the run and its children (Environment, PlanId...): they must be registered
     steps: list[ResolvedStep]
     levels: list[list[str]]
 
