@@ -27,6 +27,7 @@ import yaml
 from temporalio import activity
 
 from activities.errors import as_application_errors
+from activities.runs import completed_run, nothing_to_undo
 from client.paths import home
 from deployment.adapters.analyzer import analyze_path
 from deployment.adapters.equivalence import Limits, Recorded, Tolerance, ToolVerdict, read_cases, read_records, replay, verify
@@ -51,6 +52,7 @@ from workflows.adapter_models import (
     RestoreInput,
     ToolCheck,
     ToolSummary,
+    UndoPlan,
     VerifyInput,
     VerifySummary,
     WriteInput,
@@ -179,6 +181,14 @@ class AdapterActivities:
                 raise ConfigChanged(f"{config.path}: restored, but its digest is {now}, not {config.digest}")
             return RestoredConfig(config_digest=now, generic_removed=not params.config_only and not params.backup.generic.existed,
                                   restored=changed)
+
+    @activity.defn(name="load_adapter_undo")
+    async def load_adapter_undo(self, migration_id: str) -> UndoPlan:
+        """What the completed migration ``migration_id`` backed up and wrote, read from its result in Temporal."""
+        result, _ = await completed_run(migration_id, "AdapterMigration")
+        if result.get("status") != "completed" or not result.get("written") or not result.get("backup"):
+            raise nothing_to_undo(f"adapter migration {migration_id} is {result.get('status')}: it wrote nothing to undo")
+        return UndoPlan.model_validate({"backup": result["backup"], "written": result["written"]})
 
     @activity.defn(name="replay_recorded_calls")
     async def replay_recorded_calls(self, params: ReplayInput) -> ReplaySummary:

@@ -46,6 +46,9 @@ class ConfigMigrationInput(BaseModel):
     fail_after_files: int | None = Field(None, ge=0, description="fault injection: fail after writing this many files")
     rollback_of: str | None = Field(None, description="restore the backup of this completed migration instead")
     force: bool = Field(False, description="with rollback_of: restore even files changed since the migration")
+    actor: str | None = Field(None, description="who started it, for the audit log (default: the worker's OS user)")
+    actor_host: str | None = Field(None, description="the host it was started from, for the audit log")
+    wait_for_lock: bool = Field(False, description="run on its own: wait while another run holds the path, instead of failing")
 
 
 class PlannedFile(BaseModel):

@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_errors
+from activities.runs import activity_result, completed_run, nothing_to_undo
 from deployment.fleet import FleetDriver, InstanceInfo, open_fleet
 from deployment.pool.config import parse_pool_config, read_config_file
 from deployment.pool.errors import DrainTimeout, InstanceError
@@ -31,6 +32,7 @@ from workflows.fleet_models import (
     LoadConfigInput,
     MarkInput,
     RestartInput,
+    RestartUndo,
     WaitHealthyInput,
     WaitCursor,
     WaitIdleInput,
@@ -79,6 +81,23 @@ class FleetActivities:
                     found.append(InstanceSnapshot(**inst.model_dump(), config=await fleet.instance_config(inst.id)))
                     activity.heartbeat(inst.id)
                 return FleetSnapshot(instances=found, migration=health.migration)
+
+    @activity.defn(name="load_restart_undo")
+    async def load_restart_undo(self, migration_id: str) -> RestartUndo:
+        """What the completed rolling restart ``migration_id`` changed: the instances it restarted as its history
+        recorded them before (``list_fleet_instances``: each one's config), and the version it left them on."""
+        result, events = await completed_run(migration_id, "RollingRestart")
+        if result.get("status") != "completed":
+            raise nothing_to_undo(f"rolling restart {migration_id} is {result.get('status')}: it left nothing to undo")
+        found = await activity_result(events, "list_fleet_instances")
+        if found is None:
+            raise nothing_to_undo(f"rolling restart {migration_id} recorded no fleet snapshot in its history")
+        by_id = {i.id: i for i in FleetSnapshot.model_validate(found).instances}
+        restarted = [o["id"] for o in result.get("instances", []) if o.get("outcome") == "restarted"]
+        missing = [i for i in restarted if i not in by_id or by_id[i].config is None or by_id[i].config_version is None]
+        if missing:
+            raise nothing_to_undo(f"rolling restart {migration_id} recorded no previous config of {', '.join(missing)}")
+        return RestartUndo(instances=[by_id[i] for i in restarted], config_version=result.get("config_version"))
 
     @activity.defn(name="drain_instance")
     async def drain_instance(self, params: InstanceInput) -> InstanceStatus:

@@ -10,7 +10,16 @@ files is registered before the write, and the fleet's way back (a child
 failure from the write on leaves files and fleet as they were found.  The
 ``rollback`` signal stops a running migration at the next step boundary and
 compensates; a completed one is undone by a later run with ``rollback_of``
-(``<id>-rollback``): pool config back, fleet onto it, generic file removed.
+(``<id>-rollback``): pool config back, fleet onto it, generic file removed;
+what to undo comes with the input (``undo``) or is read from that run's result
+(how a plan undoes a completed child).
+
+Every step is in the audit log (started, mismatches accepted and by whom,
+each phase, the config change, the rollout, the rollback, the end; a failure
+or a rollback alerts), and a run on its own locks the resources its input
+names before it changes anything (its ``RollingRestart`` child, like a plan's
+children, takes none).  Runs started before either existed do neither (the
+``audit-trail`` and ``lone-locks`` patches).
 """
 
 from __future__ import annotations
@@ -43,12 +52,15 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
         WriteInput,
     )
+    from workflows.audit_trail import AuditTrail
     from workflows.fleet_models import MarkInput, RollingRestartInput, RollingRestartResult
+    from workflows.locks import ResourceLocks
+    from workflows.lone_locks import lock_logged
     from workflows.saga import Saga, failure_text, failure_type
 
 _PERMANENT = [
     "InvalidInput", "BadInput", "AdapterSourceError", "NoAdapterFound", "GenericConfigError", "SamplesParseError",
-    "PoolConfigError", "ConfigChanged", "FleetUnreachable",
+    "PoolConfigError", "ConfigChanged", "FleetUnreachable", "NothingToRollBack",
 ]  # fmt: skip
 _STEPS = 7  # analyze, inspect, verify, backup, write, roll out, replay
 
@@ -92,6 +104,8 @@ class AdapterMigrationWorkflow:
         self._progress = AdapterMigrationProgress(migration_id="", phase="pending", total=_STEPS)
         self._marked = False
         self._rollback_requested = False
+        self._audit = AuditTrail()
+        self._locks = ResourceLocks()
 
     @workflow.query(name="progress")
     def progress(self) -> AdapterMigrationProgress:
@@ -115,8 +129,18 @@ class AdapterMigrationWorkflow:
             migration_id=mid, status="completed", path=inp.path, fleet=inp.spec, config_path=inp.config_path,
             dry_run=inp.dry_run, started_at=workflow.now().timestamp(),
         )  # fmt: skip
-        if inp.undo is not None:
-            return await self._undo_completed(inp, mid, result)
+        self._audit.actor, self._audit.host = inp.actor, inp.actor_host
+        asked = inp.model_dump(exclude_defaults=True, exclude={"actor", "actor_host", "undo"})
+        self._audit.record("started", after={**asked, "fleet": result.fleet})
+        try:
+            await lock_logged(self._locks, self._audit, "adapter", inp.lock_params(), inp.wait_for_lock)
+            if inp.rollback_of is not None:
+                return await self._undo_completed(inp, mid, result)
+            return await self._run(inp, mid, result)
+        finally:
+            await self._locks.release()
+
+    async def _run(self, inp: AdapterMigrationInput, mid: str, result: AdapterMigrationResult) -> AdapterMigrationResult:
         saga = Saga()
         try:
             await self._migrate(inp, mid, result, saga)
@@ -126,7 +150,7 @@ class AdapterMigrationWorkflow:
             workflow.logger.warning("Adapter migration %s failed: %s", mid, result.error)
             await asyncio.shield(asyncio.ensure_future(self._unwind(saga, result)))
             await self._clear_mark(inp, mid)
-            self._finish(result)
+            await self._finish(result)
             raise ApplicationError(
                 f"adapter migration {result.status}: {result.error}",
                 result,
@@ -135,7 +159,7 @@ class AdapterMigrationWorkflow:
             )
         await self._clear_mark(inp, mid)
         result.status = "dry_run" if inp.dry_run else "completed"
-        self._finish(result)
+        await self._finish(result)
         return result
 
     async def _migrate(self, inp: AdapterMigrationInput, mid: str, result: AdapterMigrationResult, saga: Saga) -> None:
@@ -156,7 +180,7 @@ class AdapterMigrationWorkflow:
                 non_retryable=True,
             )
         self._set_phase("verifying", f"running {result.analysis.migratable} migratable tool(s) through both adapters")
-        verified = await self._act(
+        verified = await self._watched(self._act(
             AdapterActivities.verify_adapter_equivalence,
             VerifyInput(
                 path=inp.path, generic=inp.generic, custom_adapter=pool.adapter, traffic=inp.traffic, samples=inp.samples,
@@ -165,8 +189,11 @@ class AdapterMigrationWorkflow:
             ),
             _long(inp.sandbox_timeout_s * (len(result.analysis.tools) // 2 + 1) + 600),  # two tools at a time
             attempts=2,
-        )  # fmt: skip
+        ), inp)  # fmt: skip
         result.verification = verified
+        accepted = [t.tool for t in verified.tools if t.status == "accepted"]
+        if accepted:  # a person's decision: who let which mismatching tools move
+            self._audit.record("mismatches_accepted", None, {"tools": accepted, "dry_run": inp.dry_run})
         if not verified.generic_tools:
             refused = "; ".join(f"{t.tool}: {t.status}" + (f" ({t.detail})" if t.detail else "") for t in verified.tools)
             raise ApplicationError(
@@ -196,6 +223,14 @@ class AdapterMigrationWorkflow:
                 expected_digest=pool.digest,
             ),
         )  # fmt: skip
+        self._audit.record(
+            "data_moved",
+            {"config_path": pool.config_path, "config_digest": pool.digest, "config_version": pool.config_version,
+             "adapter": pool.adapter, "generic_existed": backup.generic.existed},
+            {"config_path": result.written.config_path, "config_digest": result.written.config_digest,
+             "config_version": result.written.config_version, "generic_path": result.written.generic_path,
+             "generic_digest": result.written.generic_digest, "generic_tools": verified.generic_tools},
+        )  # fmt: skip
 
         self._check_rollback_request()
         self._set_phase("rolling_out", f"rolling the fleet onto config {result.written.config_version}")
@@ -203,10 +238,15 @@ class AdapterMigrationWorkflow:
         old_config = backup.config.backup_path
         saga.add("roll_fleet_back", lambda: self._roll_back(inp, mid, old_config, result))
         try:
-            result.rollout = await self._rolling_restart(inp, mid, f"{mid}-rollout", result.written.config_path)
+            result.rollout = await self._watched(
+                self._rolling_restart(inp, mid, f"{mid}-rollout", result.written.config_path), inp
+            )
         except ApplicationError as exc:
             result.rollout = _attached(exc)
             raise
+        finally:
+            if result.rollout is not None:
+                self._record_restart("fleet_restarted", result.rollout)
 
         self._check_rollback_request()
         if inp.traffic is not None and inp.replay_per_tool:
@@ -231,6 +271,7 @@ class AdapterMigrationWorkflow:
         child = RollingRestartInput(
             fleet=inp.spec, config_path=config_path, pool=inp.pool, drain_timeout_s=inp.drain_timeout_s,
             health_timeout_s=inp.health_timeout_s, settle_s=inp.settle_s, migration_id=mid, keep_migration_mark=True,
+            actor=inp.actor, actor_host=inp.actor_host,
         )  # fmt: skip
         try:
             return await workflow.execute_child_workflow(
@@ -254,6 +295,9 @@ class AdapterMigrationWorkflow:
         except ApplicationError as exc:
             result.rollback = _attached(exc)
             raise
+        finally:
+            if result.rollback is not None:
+                self._record_restart("fleet_restarted", result.rollback)
 
     async def _restore_files(self, backup: BackupPoint, result: AdapterMigrationResult) -> None:
         """Compensation: the pool config and the generic configuration file back as found."""
@@ -275,11 +319,12 @@ class AdapterMigrationWorkflow:
     async def _undo_completed(self, inp: AdapterMigrationInput, mid: str, result: AdapterMigrationResult) -> AdapterMigrationResult:
         """Undo a completed migration: the pool config back (unless edited since), the fleet onto it, then
         the generic configuration file removed (instances read it until they leave the generic adapter)."""
-        assert inp.undo is not None
-        undo = inp.undo
-        result.backup, result.generic_path = undo.backup, undo.written.generic_path
-        self._set_phase("rolling_back", f"restoring {undo.backup.config.path}")
+        assert inp.rollback_of is not None
+        self._set_phase("rolling_back", f"reading what {inp.rollback_of} backed up and wrote")
         try:
+            undo = inp.undo or await self._act(AdapterActivities.load_adapter_undo, inp.rollback_of)
+            result.backup, result.generic_path = undo.backup, undo.written.generic_path
+            self._set_phase("rolling_back", f"restoring {undo.backup.config.path}")
             await self._act(AdapterActivities.restore_adapter_config,
                             RestoreInput(backup=undo.backup, expect_digest=undo.written.config_digest, config_only=True))
             self._set_phase("rolling_back", "rolling the fleet back onto the restored config")
@@ -290,19 +335,34 @@ class AdapterMigrationWorkflow:
                 result.rollback = _attached(exc)
                 self._marked = result.rollback is not None and result.rollback.failed_phase != "validating"
                 raise
+            finally:
+                if result.rollback is not None:
+                    self._record_restart("fleet_restarted", result.rollback)
             result.restored = await self._act(AdapterActivities.restore_adapter_config, RestoreInput(backup=undo.backup),
                                               attempts=10)
         except (Exception, asyncio.CancelledError) as exc:
             result.status, result.failed_phase = "rollback_failed", "rolling_back"
             result.error, result.error_type = failure_text(exc), failure_type(exc)
             await self._clear_mark(inp, mid)
-            self._finish(result)
+            await self._finish(result, inp.rollback_of)
             raise ApplicationError(f"rollback of {inp.rollback_of} failed: {result.error}", result, type="RollbackFailed",
                                    non_retryable=True)
         await self._clear_mark(inp, mid)
         result.status, result.rolled_back = "rolled_back", True
-        self._finish(result)
+        await self._finish(result, inp.rollback_of)
         return result
+
+    async def _watched(self, step: Any, inp: AdapterMigrationInput) -> Any:
+        """A long step (the check, the rollout): logged as stalled and alerted once it outlasts ``stall_alert_seconds``."""
+        return await self._audit.watched(step, inp.stall_alert_seconds, self._progress.model_dump)
+
+    def _record_restart(self, event: str, run: RollingRestartResult) -> None:
+        """The fleet's change: each instance's config version before and after."""
+        self._audit.record(event, {"instances": {i.id: i.from_version for i in run.instances}}, {
+            "run": run.migration_id, "status": run.status, "config_version": run.config_version, "restarted": run.restarted,
+            "instances": {i.id: i.to_version if i.outcome == "restarted" else i.from_version for i in run.instances},
+            "rolled_back": run.rolled_back,
+        })  # fmt: skip
 
     def _check_rollback_request(self) -> None:
         if self._rollback_requested:
@@ -325,11 +385,21 @@ class AdapterMigrationWorkflow:
 
     def _set_phase(self, phase: Phase, message: str) -> None:
         workflow.logger.info("Phase %s -> %s", self._progress.phase, phase)
+        if phase != self._progress.phase:
+            p = self._progress
+            self._audit.record("phase", {"phase": p.phase}, {"phase": phase, "done": p.done, "total": p.total, "message": message})
         order = ["analyzing", "inspecting", "verifying", "backup", "writing", "rolling_out", "replaying"]
         if phase in order:
             self._progress.done = order.index(phase)
         self._progress.phase, self._progress.message = phase, message
 
-    def _finish(self, result: AdapterMigrationResult) -> None:
+    async def _finish(self, result: AdapterMigrationResult, rollback_of: str | None = None) -> None:
         result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
-        self._progress.phase, self._progress.message = "done", result.status
+        self._set_phase("done", result.status)
+        if result.rolled_back or result.status == "rollback_failed":
+            before = {"failed_phase": result.failed_phase, "error_type": result.error_type, "rollback_of": rollback_of}
+            restored = result.restored.model_dump() if result.restored else None
+            self._audit.record("rollback", before, {"status": result.status, "restored": restored,
+                                                    "fleet_restarted": result.rollback.restarted if result.rollback else 0})
+        self._audit.record("ended", None, result.audit_state())
+        await self._audit.flush()

@@ -47,12 +47,20 @@ class AdapterMigrationInput(BaseModel):
     settle_s: float = Field(2.0, ge=0, le=600, description="rollout: how long it must then stay healthy")
     dry_run: bool = Field(False, description="analyze and verify, report, write and restart nothing")
     rollback_of: str | None = Field(None, description="undo the completed migration with this id instead of migrating")
-    undo: UndoPlan | None = Field(None, description="with rollback_of: what that migration backed up and wrote")
+    undo: UndoPlan | None = Field(
+        None, description="with rollback_of: what that migration backed up and wrote (default: read from its result)"
+    )
+    actor: str | None = Field(None, description="who started it, for the audit log (default: the worker's OS user)")
+    actor_host: str | None = Field(None, description="the host it was started from, for the audit log")
+    wait_for_lock: bool = Field(False, description="run on its own: wait while another run holds a resource, instead of failing")
+    stall_alert_seconds: float | None = Field(
+        None, gt=0, description="alert when the check or the rollout has not finished after this long (None: never)"
+    )
 
     @model_validator(mode="after")
     def _undo_with_rollback(self) -> "AdapterMigrationInput":
-        if (self.rollback_of is None) != (self.undo is None):
-            raise ValueError("rollback_of and undo go together")
+        if self.undo is not None and self.rollback_of is None:
+            raise ValueError("undo goes with rollback_of")
         return self
 
     @field_validator("accept_mismatch")
@@ -64,6 +72,10 @@ class AdapterMigrationInput(BaseModel):
     def spec(self) -> str:
         """The fleet spec string the activities open."""
         return fleet_spec(self.fleet, self.driver)
+
+    def lock_params(self) -> dict[str, Any]:
+        """What a lone run locks, as a plan's ``adapter`` step names it: the fleet (by spec) and every file."""
+        return {**self.model_dump(exclude={"undo"}), "fleet": self.spec}
 
 
 class AnalyzeInput(BaseModel):
@@ -285,6 +297,22 @@ class AdapterMigrationResult(BaseModel):
     failed_phase: Phase | None = None
     started_at: float = 0.0
     duration_s: float = 0.0
+
+    def audit_state(self) -> dict[str, Any]:
+        """The outcome in a few figures, for the audit log's last entry of the run."""
+        state = self.model_dump(include={"status", "path", "fleet", "config_path", "dry_run", "error_type", "failed_phase",
+                                         "rolled_back"})  # fmt: skip
+        state["error"] = (self.error or "")[:500] or None
+        state["restored"] = int(bool(self.restored and self.restored.restored))
+        if self.written is not None:
+            state["config_version"] = self.written.config_version
+        if self.verification is not None:
+            state["generic_tools"], state["custom_tools"] = self.verification.generic_tools, self.verification.custom_tools
+        for name in ("rollout", "rollback"):
+            run = getattr(self, name)
+            if run is not None:
+                state[name] = {"status": run.status, "restarted": run.restarted, "config_version": run.config_version}
+        return state
 
     def tool_decisions(self) -> dict[str, str]:
         """Tool name -> generic | custom, as verified."""

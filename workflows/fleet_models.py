@@ -50,10 +50,21 @@ class RollingRestartInput(BaseModel):
         None, description="the migration the fleet reports in its health (default: this run's id; a parent passes its own)"
     )
     keep_migration_mark: bool = Field(False, description="leave the fleet's migration mark in place at the end (a parent clears it)")
+    rollback_of: str | None = Field(
+        None, description="undo the completed rolling restart with this id: each instance it restarted back onto its previous config"
+    )
+    actor: str | None = Field(None, description="who started it, for the audit log (default: the worker's OS user)")
+    actor_host: str | None = Field(None, description="the host it was started from, for the audit log")
+    wait_for_lock: bool = Field(False, description="run on its own: wait while another run holds the fleet, instead of failing")
+    stall_alert_seconds: float | None = Field(
+        None, gt=0, description="alert when one instance's restart has not finished after this long (None: never)"
+    )
 
     @model_validator(mode="after")
     def _one_config(self) -> "RollingRestartInput":
-        if (self.config_path is None) == (self.config is None):
+        if self.config_path is not None and self.config is not None:
+            raise ValueError("give exactly one of config_path and config")
+        if self.config_path is None and self.config is None and self.rollback_of is None:
             raise ValueError("give exactly one of config_path and config")
         if self.instances is not None and (not self.instances or len(set(self.instances)) != len(self.instances)):
             raise ValueError("instances must be a non-empty list without repeats")
@@ -63,6 +74,10 @@ class RollingRestartInput(BaseModel):
     def spec(self) -> str:
         """The fleet spec string the activities open."""
         return fleet_spec(self.fleet, self.driver)
+
+    def lock_params(self) -> dict[str, Any]:
+        """What a lone run locks, as a plan's ``rolling_restart`` step names it: the fleet (by spec) and the config file."""
+        return {"fleet": self.spec, "config_path": self.config_path, "dry_run": self.dry_run, "wait_for_lock": self.wait_for_lock}
 
 
 class LoadConfigInput(BaseModel):
@@ -98,6 +113,13 @@ class FleetSnapshot(BaseModel):
 
     instances: list[InstanceSnapshot]
     migration: MigrationMark | None = None
+
+
+class RestartUndo(BaseModel):
+    """What a completed rolling restart changed: the instances it restarted, as it found them, and the version it left."""
+
+    instances: list[InstanceSnapshot]
+    config_version: str | None = Field(description="the config version the run put them on")
 
 
 class InstanceInput(BaseModel):
@@ -200,3 +222,11 @@ class RollingRestartResult(BaseModel):
     failed_phase: Phase | None = None
     started_at: float = 0.0
     duration_s: float = 0.0
+
+    def audit_state(self) -> dict[str, Any]:
+        """The outcome in a few figures, for the audit log's last entry of the run."""
+        state = self.model_dump(include={"status", "fleet", "config_version", "dry_run", "restarted", "error_type",
+                                         "failed_instance", "failed_phase"})  # fmt: skip
+        state.update(error=(self.error or "")[:500] or None, restored=len(self.rolled_back), rolled_back=self.rolled_back,
+                     versions={i.id: [i.from_version, i.to_version, i.outcome] for i in self.instances})
+        return state

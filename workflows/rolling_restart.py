@@ -11,6 +11,17 @@ fleet reports the migration and its current phase in its health throughout.
 Usable as a child workflow: a parent passes its own ``migration_id`` (and
 ``keep_migration_mark``) and gets a :class:`RollingRestartResult` back, or, on
 failure, an ``ApplicationError`` carrying that result as its first detail.
+
+With ``rollback_of`` it undoes a completed rolling restart: each instance that
+run restarted goes back, the same careful way, onto the config it ran before,
+read from the fleet snapshot that run recorded in its history (an instance
+changed since is refused before anything moves).
+
+Every step is in the audit log (started, each phase, each instance restarted
+with its versions, the rollback, the end; a failure or a rollback alerts),
+and a run on its own locks its fleet first (a child is covered by its
+parent).  Runs started before either existed do neither (the
+``audit-trail`` and ``lone-locks`` patches).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.fleet import FleetActivities
     from deployment.sessions.stores.base import redact_url
+    from workflows.audit_trail import AuditTrail
     from workflows.fleet_models import (
         FleetConfig,
         FleetInput,
@@ -40,18 +52,21 @@ with workflow.unsafe.imports_passed_through():
         MarkInput,
         Phase,
         RestartInput,
+        RestartUndo,
         RollingRestartInput,
         RollingRestartProgress,
         RollingRestartResult,
         WaitHealthyInput,
         WaitIdleInput,
     )
+    from workflows.locks import ResourceLocks
+    from workflows.lone_locks import lock_logged
     from workflows.saga import Saga, failure_type
     from workflows.saga import failure_text as shared_failure_text
 
 _PERMANENT = [
     "InvalidInput", "PoolConfigError", "BadInput", "InstanceError", "InstanceStartFailed", "InstanceUnhealthy",
-    "UnknownInstance", "DrainTimeout", "FleetNotReady", "FleetBusy",
+    "UnknownInstance", "DrainTimeout", "FleetNotReady", "FleetBusy", "FleetChanged", "NothingToRollBack",
 ]  # fmt: skip
 _QUICK = {"start_to_close_timeout": timedelta(seconds=60), "heartbeat_timeout": timedelta(seconds=30)}
 MARK_PREFIX = "rolling_restart"
@@ -88,6 +103,8 @@ class RollingRestartWorkflow:
         self._progress = RollingRestartProgress(migration_id="", phase="pending")
         self._inp: RollingRestartInput | None = None
         self._mark_id = ""
+        self._audit = AuditTrail()
+        self._locks = ResourceLocks()
 
     @workflow.query(name="progress")
     def progress(self) -> RollingRestartProgress:
@@ -107,24 +124,39 @@ class RollingRestartWorkflow:
             migration_id=mid, status="completed", fleet=redact_url(inp.spec), dry_run=inp.dry_run,
             started_at=workflow.now().timestamp(),
         )
+        self._audit.actor, self._audit.host = inp.actor, inp.actor_host
+        asked = inp.model_dump(exclude_defaults=True, exclude={"actor", "actor_host", "config"})
+        self._audit.record("started", after={**asked, "fleet": result.fleet})
+        try:
+            await lock_logged(self._locks, self._audit, "rolling_restart", inp.lock_params(), inp.wait_for_lock)
+            return await self._run(inp, mid, result)
+        finally:
+            await self._locks.release()
+
+    async def _run(self, inp: RollingRestartInput, mid: str, result: RollingRestartResult) -> RollingRestartResult:
         saga = Saga()
         try:
-            await self._roll(inp, result, saga)
+            if inp.rollback_of is not None:
+                await self._undo_completed(inp, inp.rollback_of, result, saga)
+            else:
+                await self._roll(inp, result, saga)
         except (Exception, asyncio.CancelledError) as exc:
             self._record_failure(exc, result)
             workflow.logger.warning("Rolling restart %s failed: %s", mid, result.error)
             await asyncio.shield(asyncio.ensure_future(self._unwind(saga, result)))
-            self._finish(result)
+            if inp.rollback_of is not None and result.status != "failed":
+                result.status = "rollback_failed"  # the run it undoes is still in place (or partly, when the unwinding failed)
+            await self._finish(result, inp.rollback_of)
             raise ApplicationError(
                 f"rolling restart {result.status}: {result.error}",
                 result,
-                type="RollingRestartRolledBack" if result.rolled_back else "RollingRestartFailed",
+                type=_failure_kind(inp, result),
                 non_retryable=True,
             )
         if not inp.dry_run:
             await self._clear_mark()
-        result.status = "dry_run" if inp.dry_run else "completed"
-        self._finish(result)
+        result.status = "rolled_back" if inp.rollback_of else "dry_run" if inp.dry_run else "completed"
+        await self._finish(result, inp.rollback_of)
         return result
 
     async def _roll(self, inp: RollingRestartInput, result: RollingRestartResult, saga: Saga) -> None:
@@ -145,17 +177,50 @@ class RollingRestartWorkflow:
         self._progress.total = len(chosen)
         if inp.dry_run:
             return
-        for n, (snap, outcome) in enumerate(zip(chosen, result.instances)):
+        await self._restart_all(inp, result, saga, [(snap, new.config) for snap in chosen])
+
+    async def _restart_all(self, inp: RollingRestartInput, result: RollingRestartResult, saga: Saga,
+                           targets: list[tuple[InstanceSnapshot, dict[str, Any]]]) -> None:
+        """Each instance in turn onto its config (``result.instances`` says which version, and which to leave alone)."""
+        for n, ((snap, config), outcome) in enumerate(zip(targets, result.instances)):
             if outcome.outcome == "would_restart":
                 outcome.outcome = "pending"
                 started = workflow.now().timestamp()
                 # The undo of this instance is registered before it leaves service.
                 saga.add(f"restore {snap.id}", lambda snap=snap: self._restore(snap))
-                await self._restart_one(inp, snap, new)
+                await self._audit.watched(self._restart_one(inp, snap, config, outcome.to_version), inp.stall_alert_seconds,
+                                          self._progress.model_dump)
                 outcome.outcome = "restarted"
                 outcome.duration_s = round(workflow.now().timestamp() - started, 3)
                 result.restarted += 1
+                self._audit.record("instance_restarted", {"instance": snap.id, "config_version": outcome.from_version},
+                                   {"instance": snap.id, "config_version": outcome.to_version, "duration_s": outcome.duration_s})
             self._progress.done = n + 1
+
+    async def _undo_completed(self, inp: RollingRestartInput, run_id: str, result: RollingRestartResult, saga: Saga) -> None:
+        """Every instance the completed run ``run_id`` restarted back onto the config it ran before, newest first."""
+        await self._step("validating")
+        undo: RestartUndo = await self._act(FleetActivities.load_restart_undo, run_id)
+        fleet: FleetSnapshot = await self._act(FleetActivities.list_fleet_instances, FleetInput(fleet=inp.spec))
+        now = {i.id: i for i in self._choose(inp.model_copy(update={"instances": None}), fleet)}
+        before = list(reversed(undo.instances))
+        moved = [f"{b.id} runs {now[b.id].config_version if b.id in now else 'nothing (gone)'}" for b in before
+                 if b.id not in now or now[b.id].config_version not in (undo.config_version, b.config_version)]
+        if moved:
+            raise ApplicationError(
+                f"the fleet changed since {run_id} left it on {undo.config_version}: {'; '.join(moved)}; nothing was restarted",
+                type="FleetChanged", non_retryable=True,
+            )  # fmt: skip
+        versions = {b.config_version for b in before}
+        result.config_version = versions.pop() if len(versions) == 1 else None
+        result.instances = [
+            InstanceOutcome(id=b.id, from_version=now[b.id].config_version, to_version=b.config_version or "",
+                            outcome="unchanged" if now[b.id].config_version == b.config_version else "would_restart")
+            for b in before
+        ]  # fmt: skip
+        self._progress.total = len(before)
+        await self._restart_all(inp, result, saga, [(now[b.id], b.config or {}) for b in before])
+        result.rolled_back = [o.id for o in result.instances if o.outcome == "restarted"]
 
     def _choose(self, inp: RollingRestartInput, fleet: FleetSnapshot) -> list[InstanceSnapshot]:
         """The instances to restart, in order, once the fleet is found fit for a rolling restart."""
@@ -183,7 +248,7 @@ class RollingRestartWorkflow:
             )  # fmt: skip
         return [by_id[i] for i in inp.instances] if inp.instances else list(fleet.instances)
 
-    async def _restart_one(self, inp: RollingRestartInput, snap: InstanceSnapshot, new: FleetConfig) -> None:
+    async def _restart_one(self, inp: RollingRestartInput, snap: InstanceSnapshot, config: dict[str, Any], version: str) -> None:
         iid = snap.id
         await self._step("draining", iid, mark=True)
         await self._act(FleetActivities.drain_instance, InstanceInput(fleet=inp.spec, instance_id=iid))
@@ -197,12 +262,12 @@ class RollingRestartWorkflow:
         await self._act(
             FleetActivities.restart_instance,
             RestartInput(
-                fleet=inp.spec, instance_id=iid, config=new.config, config_version=new.config_version,
+                fleet=inp.spec, instance_id=iid, config=config, config_version=version,
                 timeout_s=inp.health_timeout_s, settle_s=inp.settle_s,
             ),
             _waiting(inp.health_timeout_s + inp.settle_s),
         )  # fmt: skip
-        await self._wait_healthy(iid, new.config_version)
+        await self._wait_healthy(iid, version)
         await self._step("undraining", iid, mark=True)
         await self._act(FleetActivities.undrain_instance, InstanceInput(fleet=inp.spec, instance_id=iid))
 
@@ -307,6 +372,9 @@ class RollingRestartWorkflow:
 
     async def _step(self, phase: Phase, instance: str | None = None, mark: bool = False) -> None:
         workflow.logger.info("Phase %s -> %s %s", self._progress.phase, phase, instance or "")
+        p = self._progress
+        self._audit.record("phase", {"phase": p.phase, "instance": p.instance},
+                           {"phase": phase, "instance": instance, "done": p.done, "total": p.total})
         self._progress.phase, self._progress.instance = phase, instance
         self._progress.message = f"{phase} {instance}" if instance else phase
         if mark and self._inp is not None:
@@ -316,6 +384,21 @@ class RollingRestartWorkflow:
                 attempts=5,
             )
 
-    def _finish(self, result: RollingRestartResult) -> None:
+    async def _finish(self, result: RollingRestartResult, rollback_of: str | None) -> None:
         result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
+        p = self._progress
+        self._audit.record("phase", {"phase": p.phase, "instance": p.instance}, {"phase": "done", "done": p.done, "total": p.total})
         self._progress.phase, self._progress.instance, self._progress.message = "done", None, result.status
+        if result.status in ("rolled_back", "rollback_failed"):
+            before = {"failed_phase": result.failed_phase, "error_type": result.error_type, "rollback_of": rollback_of}
+            self._audit.record("rollback", before, {"status": result.status, "restored": len(result.rolled_back),
+                                                    "instances": result.rolled_back})
+        self._audit.record("ended", None, result.audit_state())
+        await self._audit.flush()
+
+
+def _failure_kind(inp: RollingRestartInput, result: RollingRestartResult) -> str:
+    """The type of a failed run's error: a rollback run's own failure is RollbackFailed."""
+    if inp.rollback_of is not None:
+        return "RollbackFailed"
+    return "RollingRestartRolledBack" if result.rolled_back else "RollingRestartFailed"

@@ -14,6 +14,8 @@ from activities.adapters import recorded_calls
 from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
+from client.cli.config import report_refusal
+from client.cli.locks import is_lock_refusal, locked_after_start, refuse_if_locked
 from client.cli.progress import ProgressView
 from client.embedded import ensure_client, worker_while_waiting
 from deployment.adapters.analyzer import analyze_path
@@ -22,9 +24,13 @@ from deployment.adapters.errors import GenericConfigError
 from deployment.adapters.generic import GenericConfig
 from deployment.adapters.model import AnalysisReport
 from deployment.adapters.proposal import propose_config
+from deployment.audit import default_actor
 from deployment.errors import BadInput
 from deployment.fleet import open_fleet
+from deployment.plans.errors import ResourceLocked
+from temporalio.client import WorkflowFailureError
 from workflows.adapter_models import AdapterMigrationInput, AdapterMigrationResult
+from workflows.locks import run_resources
 
 adapter_app = typer.Typer(help="Analyze custom Python adapters and prove their generic-adapter mapping equivalent.")
 app.add_typer(adapter_app, name="adapter")
@@ -122,6 +128,9 @@ def migrate(
     settle: Annotated[float, typer.Option("--settle", min=0, max=600, help="seconds it must then stay healthy")] = 2.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="analyze and verify, report, change nothing")] = False,
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
+    actor: Annotated[Optional[str], typer.Option("--actor", help="who runs it, for the audit log (default: the OS user)")] = None,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait while another run holds the fleet or a file, instead of refusing (exit 3)")] = False,
+    stall_alert: Annotated[float, typer.Option("--stall-alert", min=1, help="alert when the check or the rollout has not finished after this many seconds")] = 1800.0,
     address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
     json_out: Json = False,
 ) -> int:
@@ -132,8 +141,10 @@ def migrate(
     backs up --config, writes the generic configuration and the pool config
     onto it, restarts the fleet one instance at a time, and replays --traffic
     against the live fleet. Any failure puts both files back byte for byte and
-    the fleet back on the old config. Exit 0 on success, 1 if it failed
-    (rolled back or not), 2 on bad input (nothing changed).
+    the fleet back on the old config. The run locks the fleet and its files:
+    while another migration holds one, it is refused with exit 3 naming the
+    holder (or waits, with --wait-for-lock). Exit 0 on success, 1 if it failed
+    (rolled back or not), 2 on bad input (nothing changed), 3 locked.
     """
     analyze_path(path)  # an unreadable or adapter-less PATH is refused here (exit 2)
     if traffic:
@@ -149,17 +160,28 @@ def migrate(
             generic_path=str(Path(generic_path).resolve()) if generic_path else None,
             traffic=str(Path(traffic).resolve()) if traffic else None, samples=str(Path(samples).resolve()) if samples else None,
             examples=examples, accept_mismatch=accept or [], sandbox_timeout_s=timeout, drain_timeout_s=drain_timeout,
-            health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run,
+            health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run, wait_for_lock=wait_for_lock,
+            stall_alert_seconds=stall_alert,
         )  # fmt: skip
     except ValidationError as exc:
         raise BadInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    inp.actor, inp.actor_host = default_actor(actor)
     open_fleet(inp.spec)  # an unknown fleet spec is refused here (exit 2)
-    return run(_migrate(inp, migration_id, address, json_out))
+    try:
+        return run(_migrate(inp, migration_id, address, json_out))
+    except ResourceLocked as exc:
+        return report_refusal(exc, json_out)
 
 
 async def _migrate(inp: AdapterMigrationInput, migration_id: str | None, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
-    return await _follow(client, await api.start_adapter_migration(client, inp, migration_id), json_out)
+    await refuse_if_locked(client, "adapter", inp.lock_params())
+    try:
+        return await _follow(client, await api.start_adapter_migration(client, inp, migration_id), json_out)
+    except WorkflowFailureError as exc:  # a lock taken between the check and the start
+        if is_lock_refusal(exc):
+            raise await locked_after_start(client, exc, run_resources("adapter", inp.lock_params())) from None
+        raise
 
 
 async def _follow(client: Any, handle: Any, json_out: bool) -> int:

@@ -13,11 +13,15 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
+from client.cli.locks import is_lock_refusal, locked_after_start, refuse_if_locked
 from client.connect import TASK_QUEUE
+from deployment.audit import default_actor
 from deployment.config.model import Change, Finding, Issue
 from deployment.config.plan import CheckReport, MigrationPlan, check_unit, load_base, load_unit, plan_unit
 from deployment.config.source import read_base, read_unit
 from deployment.errors import BadInput, MigrateError
+from deployment.plans.errors import ResourceLocked
+from workflows.locks import run_resources
 
 config_app = typer.Typer(help="Check Snakepit config files and migrate them between versions.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -25,6 +29,8 @@ app.add_typer(config_app, name="config")
 PathArg = Annotated[str, typer.Argument(help="a config file (config/config.exs, .json, .yaml, .toml) or a config/ directory")]
 Json = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
 Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
+Actor = Annotated[Optional[str], typer.Option("--actor", help="who runs it, for the audit log (default: the OS user)")]
+WaitForLock = Annotated[bool, typer.Option("--wait-for-lock", help="wait while another run holds the files, instead of refusing (exit 3)")]
 
 
 def _issue_lines(issues: list[Issue]) -> None:
@@ -33,7 +39,8 @@ def _issue_lines(issues: list[Issue]) -> None:
         out.print(f"[{colour}]{escape(i.text())}[/]", markup=True, highlight=False)
 
 
-def _bad_input(exc: MigrateError, json_out: bool) -> int:
+def report_refusal(exc: MigrateError, json_out: bool) -> int:
+    """Report a refusal (bad input, a locked resource): one JSON object with ``json_out``, the message on stderr; its exit code."""
     if json_out:
         emit_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
     err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
@@ -50,7 +57,7 @@ def check(
     try:
         report = check_unit(load_unit(read_unit(path)), version, load_base(read_base(path)))
     except MigrateError as exc:
-        return _bad_input(exc, json_out)
+        return report_refusal(exc, json_out)
     if json_out:
         emit_json(report.as_json())
     else:
@@ -91,14 +98,21 @@ def migrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the diff and the changes; write nothing")] = False,
     accept_findings: Annotated[bool, typer.Option("--accept-findings", help="proceed although some settings need review")] = False,
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: config-<random>)")] = None,
+    actor: Actor = None,
+    wait_for_lock: WaitForLock = False,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
-    """Convert a config file or directory to another version (all files or none, backed up, validated)."""
+    """Convert a config file or directory to another version (all files or none, backed up, validated).
+
+    The run locks the path: while another migration holds it, it is refused
+    with exit 3 naming the holder (or waits, with --wait-for-lock). Its steps,
+    and who accepted the findings, are written to the audit log.
+    """
     try:
         plan = plan_unit(load_unit(read_unit(path)), to, from_, load_base(read_base(path)))
     except MigrateError as exc:
-        return _bad_input(exc, json_out)
+        return report_refusal(exc, json_out)
     if dry_run:
         if json_out:
             emit_json({"status": "dry_run", "migration_id": None, **plan.as_json(), "diff": plan.diff()})
@@ -122,21 +136,35 @@ def migrate(
         else:
             out.print(f"{path} is already {plan.to_version}: nothing to change")
         return 0
-    params = {"path": str(Path(path).resolve()), "to_version": to, "accept_findings": accept_findings}
+    params: dict[str, Any] = {"path": str(Path(path).resolve()), "to_version": to, "accept_findings": accept_findings}
     if from_:
         params["from_version"] = from_
-    return run(_run_workflow(params, address, json_out, migration_id))
+    if wait_for_lock:
+        params["wait_for_lock"] = True
+    params["actor"], params["actor_host"] = default_actor(actor)
+    return _refused_or(lambda: run(_run_workflow(params, address, json_out, migration_id)), json_out)
 
 
 @config_app.command("rollback")
 def rollback(
     migration_id: Annotated[str, typer.Argument(help="the id of a completed config migration")],
     force: Annotated[bool, typer.Option("--force", help="restore even files edited since the migration")] = False,
+    actor: Actor = None,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
     """Restore the files of a config migration byte for byte from its backup."""
-    return run(_run_workflow({"rollback_of": migration_id, "force": force}, address, json_out, _rollback_id(migration_id)))
+    name, host = default_actor(actor)
+    params = {"rollback_of": migration_id, "force": force, "actor": name, "actor_host": host}
+    return _refused_or(lambda: run(_run_workflow(params, address, json_out, _rollback_id(migration_id))), json_out)
+
+
+def _refused_or(command: Any, json_out: bool) -> int:
+    """Run ``command``; a locked path is reported as a refusal (exit 3)."""
+    try:
+        return command()
+    except ResourceLocked as exc:
+        return report_refusal(exc, json_out)
 
 
 def _rollback_id(migration_id: str) -> str:
@@ -160,6 +188,8 @@ async def start_config_workflow(
     try:
         return await handle.result()
     except WorkflowFailureError as exc:
+        if is_lock_refusal(exc):  # a lock taken between the CLI's check and the start
+            raise await locked_after_start(client, exc, run_resources("config", params)) from None
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.details:
             return ConfigMigrationResult.model_validate(cause.details[0])
@@ -175,6 +205,7 @@ async def _run_workflow(params: dict[str, Any], address: str | None, json_out: b
     from client.embedded import ensure_client, worker_while_waiting
 
     client = await ensure_client(address)
+    await refuse_if_locked(client, "config", params)
     async with worker_while_waiting(client):
         result = await start_config_workflow(client, params, migration_id)
     return report(result, json_out)

@@ -11,10 +11,16 @@ from pydantic import ValidationError
 from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
+from client.cli.config import report_refusal
+from client.cli.locks import is_lock_refusal, locked_after_start, refuse_if_locked
 from client.cli.progress import ProgressView
 from client.embedded import ensure_client, spawn_background_worker, worker_is_polling, worker_while_waiting
+from deployment.audit import default_actor
 from deployment.errors import BadInput
 from deployment.fleet import open_fleet
+from deployment.plans.errors import ResourceLocked
+from temporalio.client import WorkflowFailureError
+from workflows.locks import run_resources
 from deployment.pool.config import parse_pool_config, read_config_file
 from workflows.fleet_models import RollingRestartInput, RollingRestartResult
 
@@ -43,6 +49,9 @@ def restart(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check the fleet and the config, show the plan, change nothing")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="start it and return its id at once")] = False,
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
+    actor: Annotated[Optional[str], typer.Option("--actor", help="who runs it, for the audit log (default: the OS user)")] = None,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait while another run holds the fleet, instead of refusing (exit 3)")] = False,
+    stall_alert: Annotated[float, typer.Option("--stall-alert", min=1, help="alert when one instance's restart has not finished after this many seconds")] = 600.0,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
@@ -50,8 +59,10 @@ def restart(
 
     Each instance is drained, waited idle, restarted, checked healthy and put
     back in service; if one fails, those already restarted go back to their
-    previous config. Exit 0 on success, 1 if it failed (rolled back or not),
-    2 on bad input (nothing changed).
+    previous config. The run locks the fleet: while another migration holds
+    it, it is refused with exit 3 naming the holder (or waits, with
+    --wait-for-lock). Exit 0 on success, 1 if it failed (rolled back or not),
+    2 on bad input (nothing changed), 3 locked.
     """
     if driver is not None and driver not in ("local", "http", "command"):
         raise typer.BadParameter(f"--driver must be local, http or command, not {driver!r}")
@@ -60,18 +71,24 @@ def restart(
         inp = RollingRestartInput(
             fleet=fleet, driver=driver, config_path=str(config.resolve()), instances=instance or None,  # type: ignore[arg-type]
             drain_timeout_s=drain_timeout, health_timeout_s=health_timeout, settle_s=settle, dry_run=dry_run,
+            wait_for_lock=wait_for_lock, stall_alert_seconds=stall_alert,
         )  # fmt: skip
     except ValidationError as exc:
         raise BadInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    inp.actor, inp.actor_host = default_actor(actor)
     open_fleet(inp.spec)  # an unknown fleet spec or an unreadable hooks file is refused here (exit 2)
     if inp.spec.startswith("command:"):  # the worker may run elsewhere: hand it an absolute path
         inp = inp.model_copy(update={"fleet": "command:" + str(Path(inp.spec[len("command:"):]).resolve()), "driver": None})
-    return run(_restart(inp, migration_id, no_wait, address, json_out))
+    try:
+        return run(_restart(inp, migration_id, no_wait, address, json_out))
+    except ResourceLocked as exc:
+        return report_refusal(exc, json_out)
 
 
 async def _restart(inp: RollingRestartInput, migration_id: str | None, no_wait: bool, address: str | None,
                    json_out: bool) -> int:
     client = await ensure_client(address)
+    await refuse_if_locked(client, "rolling_restart", inp.lock_params())
     handle = await api.start_rolling_restart(client, inp, migration_id)
     if no_wait:
         if not await worker_is_polling(client):
@@ -82,9 +99,14 @@ async def _restart(inp: RollingRestartInput, migration_id: str | None, no_wait: 
         else:
             out.print(f"Started {handle.id}. Follow it with: snakepit-migrate status {handle.id} --watch")
         return 0
-    async with worker_while_waiting(client, handle):
-        with ProgressView(quiet=json_out and not err.is_terminal, unit="instances") as view:
-            result = await api.wait_for_rolling_restart(handle, view)
+    try:
+        async with worker_while_waiting(client, handle):
+            with ProgressView(quiet=json_out and not err.is_terminal, unit="instances") as view:
+                result = await api.wait_for_rolling_restart(handle, view)
+    except WorkflowFailureError as exc:  # a lock taken between the check and the start
+        if is_lock_refusal(exc):
+            raise await locked_after_start(client, exc, run_resources("rolling_restart", inp.lock_params())) from None
+        raise
     return report_result(result, json_out)
 
 

@@ -13,10 +13,13 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.alerts import AlertActivities
+from activities.audit import AuditActivities
 from activities.config_files import ConfigFileActivities, ValidateInput, digest
 from client.cli.config import rollback_config, start_config_workflow
 from deployment.config.errors import InvalidResult
 from workflows.config_migration import ConfigMigrationWorkflow
+from workflows.resource_lock import ResourceLockWorkflow
 
 
 @pytest.fixture
@@ -33,12 +36,19 @@ class FailingValidation(ConfigFileActivities):
         raise InvalidResult("validation failed on purpose")
 
 
+def config_worker(env, queue: str, acts: ConfigFileActivities, pool: concurrent.futures.Executor) -> Worker:
+    """A worker of the config migration with ``acts`` for its files (the audit log, alerts and locks as in production)."""
+    activities_ = [acts.plan_config_migration, acts.backup_config_files, acts.write_config_files, acts.validate_config_files,
+                   acts.restore_config_backup, AuditActivities().append_audit_entry, AlertActivities().send_alert]
+    return Worker(env.client, task_queue=queue, workflows=[ConfigMigrationWorkflow, ResourceLockWorkflow], activities=activities_,
+                  activity_executor=pool)
+
+
 async def run(env, tmp_path: Path, params: dict, activities: ConfigFileActivities | None = None, rollback_of: str | None = None, force: bool = False):
     queue = f"config-{uuid.uuid4().hex}"
     acts = activities or ConfigFileActivities(tmp_path / "backups")
-    activities_ = [acts.plan_config_migration, acts.backup_config_files, acts.write_config_files, acts.validate_config_files, acts.restore_config_backup]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        async with Worker(env.client, task_queue=queue, workflows=[ConfigMigrationWorkflow], activities=activities_, activity_executor=pool):
+        async with config_worker(env, queue, acts, pool):
             return await _start(env, params, queue, rollback_of, force)
 
 
@@ -171,9 +181,8 @@ async def test_progress_query_answers_in_the_common_shape(env, corpus, tmp_path)
     folder = corpus("v0_5")
     acts = ConfigFileActivities(tmp_path / "backups")
     queue = f"config-{uuid.uuid4().hex}"
-    activities_ = [acts.plan_config_migration, acts.backup_config_files, acts.write_config_files, acts.validate_config_files, acts.restore_config_backup]
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        async with Worker(env.client, task_queue=queue, workflows=[ConfigMigrationWorkflow], activities=activities_, activity_executor=pool):
+        async with config_worker(env, queue, acts, pool):
             result = await start_config_workflow(env.client, {"path": str(folder), "to_version": "0.10"}, task_queue=queue)
             answer = await env.client.get_workflow_handle(result.migration_id).query("progress")
     progress = MigrationProgress.model_validate(answer)
