@@ -153,7 +153,7 @@ class ResolvedPlan(BaseModel):
         return sorted({r["value"] for s in self.steps for r in s.resources}, key=lock_id)
 
 # The types a later run with ``rollback_of`` undoes after they completed (the plan's ``rollback`` policy uses it).
-REVERSIBLE = frozenset({"sessions", "config", "custom"})
+REVERSIBLE = frozenset({"sessions", "config", "adapter", "rolling_restart", "custom"})
 
 
 def lock_id(resource: str) -> str:
