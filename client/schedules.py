@@ -72,6 +72,7 @@ async def create_plan_schedule(client: Client, schedule_id: str, inp: ResolvedPl
     if (at is None) == (cron is None):
         raise BadInput("give exactly one of --at and --cron")
     spec, state = _spec(at, cron)
+    inp = inp.model_copy(update={"schedule_id": schedule_id})  # the run records which schedule fired it
     locks = sorted({lock_id(r) for r in inp.resources()})
     window = inp.window_s or DEFAULT_WINDOW_S
     memo = {MEMO_KEY: {"plan": inp.plan, "environment": inp.environment, "digest": inp.digest, "locks": locks, "window_s": window}}
@@ -126,6 +127,18 @@ async def list_plan_schedules(client: Client) -> list[dict[str, Any]]:
                       "recent_runs": [a.action.workflow_id for a in desc.info.recent_actions
                                       if hasattr(a.action, "workflow_id")]})
     return found
+
+
+async def plan_schedule(client: Client, schedule_id: str) -> dict[str, Any]:
+    """What a plan schedule runs (its memo: plan, environment, digest, locks, window); NotFound when there is none."""
+    try:
+        desc = await client.get_schedule_handle(schedule_id).describe()
+    except Exception:
+        raise NotFound(f"no schedule {schedule_id!r}", hint="list them with: snakepit-migrate schedule list") from None
+    memo = (await desc.memo()).get(MEMO_KEY)
+    if not memo:
+        raise NotFound(f"schedule {schedule_id!r} does not run a plan", hint="list plan schedules with: snakepit-migrate schedule list")
+    return {"id": schedule_id, **memo}
 
 
 async def delete_plan_schedule(client: Client, schedule_id: str) -> None:

@@ -301,6 +301,8 @@ class MigrationPlanWorkflow:
         self._set_phase("running")
         if self._cancel is not None:
             pause["ended_by"] = "cancel"
+            result.failed_step = "(cancelled)"
+            result.error = f"cancelled by {self._cancel.actor or 'an operator'} while paused: {result.error}"
             return None
         resumed, self._resume = self._resume, None
         assert resumed is not None

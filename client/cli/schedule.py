@@ -10,7 +10,10 @@ from client import schedules
 from client.cli import app
 from client.cli.common import emit_json, out, run
 from client.cli.plan import Envs, Json, validated_or_exit
+from client.cli.plan_events import Actor, record_event
 from client.embedded import ensure_client
+from client.search import indexing_available
+from deployment.audit import default_actor
 
 schedule_app = typer.Typer(help="Run plans on Temporal Schedules, in maintenance windows.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
@@ -29,19 +32,24 @@ def create(
     schedule_id: Annotated[Optional[str], typer.Option("--id", help="the schedule id (default: plan-ENV)")] = None,
     environments: Envs = None,
     address: Address = None,
+    actor: Actor = None,
     json_out: Json = False,
 ) -> int:
-    """Validate the plan now, then schedule it; refused (exit 3) when its window overlaps another schedule's on a shared resource."""
+    """Validate the plan now, then schedule it; refused (exit 3) when its window overlaps another schedule's on a shared resource.
+
+    The runs it fires are audited in the creator's name (``--actor``) and record the schedule (``schedule_fired``)."""
     if on_exceeded not in ("pause", "rollback"):
         raise typer.BadParameter("--on-window-exceeded is pause or rollback")
-    found = validated_or_exit(plan, env, environments, json_out)
+    who = default_actor(actor)
+    found = validated_or_exit(plan, env, environments, json_out, who)
     if isinstance(found, int):
         return found
     when = schedules.parse_at(at) if at else None
     policy: Literal["pause", "rollback"] = "rollback" if on_exceeded == "rollback" else "pause"
     inp = found.resolved().model_copy(update={
-        "window_s": schedules.parse_duration(window) if window else None, "on_window_exceeded": policy})
-    created = run(_create(schedule_id or f"{inp.plan}-{inp.environment}", inp, when, cron, address))
+        "window_s": schedules.parse_duration(window) if window else None, "on_window_exceeded": policy,
+        "actor": who[0], "actor_host": who[1]})  # fmt: skip
+    created = run(_create(schedule_id or f"{inp.plan}-{inp.environment}", inp, when, cron, address, who))
     if json_out:
         emit_json(created)
     else:
@@ -49,9 +57,15 @@ def create(
     return 0
 
 
-async def _create(sid: str, inp, when, cron, address):  # type: ignore[no-untyped-def]
+async def _create(sid: str, inp, when, cron, address, who):  # type: ignore[no-untyped-def]
     client = await ensure_client(address)
-    return await schedules.create_plan_schedule(client, sid, inp, at=when, cron=cron)
+    inp.search_attributes = await indexing_available(client)
+    created = await schedules.create_plan_schedule(client, sid, inp, at=when, cron=cron)
+    await record_event("schedule_created", f"plan:{inp.plan}", who, {
+        "schedule_id": sid, "environment": inp.environment, "digest": inp.digest, "at": when.isoformat() if when else None,
+        "cron": cron, "window_s": inp.window_s, "on_window_exceeded": inp.on_window_exceeded,
+        "next_times": created["next_times"][:3]})  # fmt: skip
+    return created
 
 
 @schedule_app.command("list")
@@ -73,20 +87,24 @@ async def _list(address: str | None):  # type: ignore[no-untyped-def]
 
 
 @schedule_app.command("delete")
-def delete(schedule_id: Annotated[str, typer.Argument(help="the schedule id")], address: Address = None) -> int:
-    """Delete a schedule (runs it started finish)."""
-    run(_act(schedules.delete_plan_schedule, schedule_id, address))
+def delete(schedule_id: Annotated[str, typer.Argument(help="the schedule id")], address: Address = None, actor: Actor = None) -> int:
+    """Delete a schedule (runs it started finish); audited as ``schedule_deleted``."""
+    run(_act(schedules.delete_plan_schedule, "schedule_deleted", schedule_id, address, actor))
     out.print(f"deleted {schedule_id}")
     return 0
 
 
 @schedule_app.command("trigger")
-def trigger(schedule_id: Annotated[str, typer.Argument(help="the schedule id")], address: Address = None) -> int:
-    """Start the schedule's plan now (follow it with snakepit-migrate list / status)."""
-    run(_act(schedules.trigger_plan_schedule, schedule_id, address))
+def trigger(schedule_id: Annotated[str, typer.Argument(help="the schedule id")], address: Address = None, actor: Actor = None) -> int:
+    """Start the schedule's plan now (follow it with snakepit-migrate list / status); audited as ``schedule_triggered``."""
+    run(_act(schedules.trigger_plan_schedule, "schedule_triggered", schedule_id, address, actor))
     out.print(f"triggered {schedule_id}")
     return 0
 
 
-async def _act(action, schedule_id: str, address: str | None) -> None:  # type: ignore[no-untyped-def]
-    await action(await ensure_client(address), schedule_id)
+async def _act(action, event: str, schedule_id: str, address: str | None, actor: str | None) -> None:  # type: ignore[no-untyped-def]
+    client = await ensure_client(address)
+    target = await schedules.plan_schedule(client, schedule_id)  # NotFound (exit 2) before anything is done
+    await action(client, schedule_id)
+    await record_event(event, f"plan:{target['plan']}", default_actor(actor),
+                       {"schedule_id": schedule_id, "environment": target["environment"], "digest": target["digest"]})

@@ -1,5 +1,7 @@
-"""Plans on Temporal Schedules (dev server: the time-skipping test server has no schedules): overlapping windows on a
-shared resource refused at creation, a trigger runs the plan, and a maintenance window that ends pauses or rolls back."""
+"""Plans on Temporal Schedules, on the dev server: the time-skipping test server does not support the Schedules API.
+Overlapping windows on a shared resource are refused at creation; a trigger runs the plan, which records the schedule
+that fired it; creating, triggering and deleting are audited with the actor.  What a window that ends does (pause,
+resume, rollback) is tested with skipped time in tests/e2e/test_plan_window.py."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ import asyncio
 import os
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowFailureError
 
-from client import api, schedules
+from client import schedules
+from client.cli.schedule import _act
+from deployment.audit import open_audit_log
 from tests.deployment.extensions.helpers import fill
 from tests.e2e.test_resource_lock import resolved
 from workflows.plan_models import MigrationPlanResult
@@ -24,18 +26,6 @@ ONE = """\
         type: sessions
         params: {source: "@src", target: "@dst"}
     """
-CHAIN = """\
-    plan: chain
-    migrations:
-      - id: first
-        type: sessions
-        params: {source: "@src", target: "@dst", zero_downtime: true, soak_seconds: 5}
-      - id: second
-        type: sessions
-        depends_on: [first]
-        params: {source: "@src", target: "@other"}
-    """
-
 
 async def test_overlap_refused_disjoint_accepted_trigger_runs(temporal_client, task_queue, tmp_path):
     src, dst = f"sqlite://{tmp_path}/src.db", f"sqlite://{tmp_path}/dst.db"
@@ -58,7 +48,8 @@ async def test_overlap_refused_disjoint_accepted_trigger_runs(temporal_client, t
         listed = {s["id"]: s for s in await schedules.list_plan_schedules(temporal_client)}
         assert set(ids) <= set(listed) and not listed[ids[0]]["paused"]
 
-        await schedules.trigger_plan_schedule(temporal_client, ids[0])
+        address = temporal_client.service_client.config.target_host
+        await _act(schedules.trigger_plan_schedule, "schedule_triggered", ids[0], address, "fay")  # what schedule trigger does
         for _ in range(100):
             runs = (await schedules.list_plan_schedules(temporal_client))
             recent = next(s for s in runs if s["id"] == ids[0])["recent_runs"]
@@ -67,29 +58,18 @@ async def test_overlap_refused_disjoint_accepted_trigger_runs(temporal_client, t
             await asyncio.sleep(0.2)
         result = await temporal_client.get_workflow_handle(recent[0], result_type=MigrationPlanResult).result()
         assert result.status == "completed" and result.steps[0].figures["sessions_copied"] == 25
+        assert result.schedule_id == ids[0]
+        async with open_audit_log() as log:
+            fired = [e for e in await log.entries(migration=recent[0]) if e.event == "schedule_fired"]
+            triggered = [e for e in await log.entries(migration="plan:nightly") if e.event == "schedule_triggered"]
+        assert [e.after["schedule_id"] for e in fired] == [ids[0]]
+        assert any(e.after["schedule_id"] == ids[0] and e.actor == "fay" for e in triggered)
     finally:
         for sid in ids:
             try:
                 await schedules.delete_plan_schedule(temporal_client, sid)
             except Exception:
                 pass
-
-
-@pytest.mark.parametrize("on_exceeded, status, first", [("pause", "paused", "completed"), ("rollback", "rolled_back", "undone")])
-async def test_window_ended_before_the_next_group(temporal_client, task_queue, tmp_path, on_exceeded, status, first):
-    src, dst = f"sqlite://{tmp_path}/src.db", f"sqlite://{tmp_path}/dst.db"
-    await fill(src, 20, expired_fraction=0)
-    # the first group soaks 5 s (a durable timer): it ends after the 3 s window, which the locks and checks do not use up
-    inp = (await resolved(tmp_path / "p", CHAIN, {"src": src, "dst": dst, "other": f"sqlite://{tmp_path}/other.db"})
-           ).model_copy(update={"window_s": 3.0, "on_window_exceeded": on_exceeded})
-    handle = await api.start_migration_plan(temporal_client, inp, None, task_queue)
-    with pytest.raises(WorkflowFailureError) as exc:
-        await handle.result()
-    result = api.result_from_failure(exc.value, MigrationPlanResult)
-    assert result.status == status and "maintenance window of 3 s ended before group 2 of 2" in result.error
-    assert {s.id: s.state for s in result.steps} == {"first": first, "second": "skipped"}
-    assert result.undone_order == ([] if on_exceeded == "pause" else ["first"])
-    assert not Path(f"{tmp_path}/other.db").exists()
 
 
 async def test_cli_create_refuses_overlap_with_exit_3(temporal_env, temporal_client, task_queue, tmp_path):
@@ -109,7 +89,8 @@ async def test_cli_create_refuses_overlap_with_exit_3(temporal_env, temporal_cli
 
     plan = str(tmp_path / "a" / "plan.yaml")
     try:
-        code, text = await cli("schedule", "create", plan, "--env", "staging", "--cron", "0 5 * * *", "--window", "2h", "--id", f"one-{tag}")
+        code, text = await cli("schedule", "create", plan, "--env", "staging", "--cron", "0 5 * * *", "--window", "2h",
+                               "--id", f"one-{tag}", "--actor", "gus")
         assert code == 0 and f"scheduled one-{tag}" in text, text
         code, text = await cli("schedule", "create", plan, "--env", "staging", "--cron", "0 6 * * *", "--id", f"two-{tag}")
         assert code == 3 and f"overlaps, on a shared resource, one-{tag}" in text, text
@@ -117,8 +98,16 @@ async def test_cli_create_refuses_overlap_with_exit_3(temporal_env, temporal_cli
         assert code == 2 and "is in the past" in text
         code, text = await cli("schedule", "list")
         assert code == 0 and f"one-{tag}: plan nightly in staging" in text and f"two-{tag}" not in text
-        code, text = await cli("schedule", "delete", f"one-{tag}")
+        code, text = await cli("schedule", "delete", f"one-{tag}", "--actor", "gus")
         assert code == 0
+        code, text = await cli("schedule", "delete", f"one-{tag}")
+        assert code == 2 and f"no schedule 'one-{tag}'" in text
+        async with open_audit_log() as log:
+            mine = [(e.event, e.actor, (e.after or {}).get("schedule_id")) for e in await log.entries(migration="plan:nightly")
+                    if e.actor == "gus"]
+        assert ("schedule_created", "gus", f"one-{tag}") in mine and ("schedule_deleted", "gus", f"one-{tag}") in mine
+        assert [m for m in mine if m[2] == f"two-{tag}"] == []  # the refused one was not created
+        assert [m[0] for m in mine if m[0] != "schedule_deleted"] == ["plan_validated", "schedule_created"]
     finally:
         try:
             await schedules.delete_plan_schedule(temporal_client, f"one-{tag}")
