@@ -404,9 +404,28 @@ async def resource_holders(client: Client, resources: list[str]) -> dict[str, st
 
 
 async def completed_plan_runs(client: Client, digest: str, environment: str, limit: int = 200) -> list[str]:
-    """Ids of the real (not dry) runs of the plan with this digest that completed in ``environment``, newest first."""
-    found = []
+    """Ids of the real (not dry) runs of the plan with this digest that completed in ``environment``, newest first.
+
+    Indexed runs are found by a visibility query (``MigrationType``, ``Environment``, ``ExecutionStatus``) and
+    matched on their memo's digest, without reading any result; runs from before plans were indexed (no
+    ``Environment`` attribute) are still found by reading the results of completed plans.
+    """
+    from client.search import indexing_available
+    from workflows.search_attributes import ENVIRONMENT
+
+    found: list[str] = []
+    if await indexing_available(client):
+        where = environment.replace("\\", "\\\\").replace("'", "\\'")
+        query = f"MigrationType = 'MigrationPlan' AND Environment = '{where}' AND ExecutionStatus = 'Completed'"
+        async for wf in client.list_workflows(query, limit=limit):
+            memo = await wf.memo()
+            if memo.get("plan_digest") == digest and memo.get("dry_run") is False:  # only a completed run returns a result
+                found.append(wf.id)
+        if found:
+            return found
     async for wf in client.list_workflows("WorkflowType = 'MigrationPlan' AND ExecutionStatus = 'Completed'", limit=limit):
+        if wf.typed_search_attributes.get(ENVIRONMENT) is not None:
+            continue  # indexed: the query above has seen it
         with contextlib.suppress(Exception):  # a run whose result does not read as a plan's is not one
             result = _as_result(await client.get_workflow_handle(wf.id, run_id=wf.run_id).result(), MigrationPlanResult)
             if result.digest == digest and result.environment == environment and result.status == "completed":

@@ -214,3 +214,54 @@ async def test_run_checks_feasibility_again_and_alerts_when_it_fails(temporal_cl
     assert not Path(urlsplit(res["archive"]).path).exists() and digest_redis(redis_url).endswith(":0")
     assert len(received) == 1 and received[0]["kind"] == "failed" and received[0]["migration_id"] == result.plan_id
     assert received[0]["step"] == "(validation)"
+
+
+async def listed(address: str, query: str, expect: int) -> set[str]:
+    """Workflow ids ``temporal workflow list --query`` prints (visibility is eventually consistent: asked until ``expect``)."""
+    import asyncio
+    import json
+
+    from client.paths import temporal_cli
+
+    for _ in range(50):
+        proc = await asyncio.create_subprocess_exec(
+            temporal_cli(), "workflow", "list", "--address", address, "--query", query, "--output", "json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        text = out.decode().strip()
+        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        ids = {r["execution"]["workflowId"] for r in rows}
+        if len(ids) >= expect:
+            return ids
+        await asyncio.sleep(0.2)
+    return ids
+
+
+async def test_an_indexed_plan_lists_with_its_children_and_is_found_for_promotion(temporal_client, task_queue, tmp_path,
+                                                                                  sqlite_url, redis_url):
+    from client.api import completed_plan_runs
+
+    await fill(sqlite_url, 30, expired_fraction=0)
+    res = stores(tmp_path, sqlite_url, redis_url)
+    params = await resolved(tmp_path, PARALLEL.format(policy="stop", extra=""), res)
+    result = await run_plan(temporal_client, task_queue, {**params, "search_attributes": True})
+    assert result.status == "completed"
+    address = temporal_client.service_client.config.target_host
+    children = {f"{result.plan_id}.{s}" for s in ("to-redis", "to-archive", "cfg", "merge")}
+    assert await listed(address, f"PlanId = '{result.plan_id}'", 5) == {result.plan_id} | children
+    sessions = f"PlanId = '{result.plan_id}' AND Environment = 'staging' AND MigrationType = 'SessionMigration'"
+    assert await listed(address, sessions, 3) == children - {f"{result.plan_id}.cfg"}
+    assert await listed(address, f"PlanId = '{result.plan_id}' AND MigrationPhase = 'done'", 1) == {result.plan_id}
+    # promotion finds it by the query (its memo carries the digest); other environments and digests do not match
+    assert (await completed_plan_runs(temporal_client, params["digest"], "staging"))[0] == result.plan_id
+    assert await completed_plan_runs(temporal_client, params["digest"], "production") == []
+
+    # a run without attributes (as before plans were indexed) is still found, by reading completed results
+    other = tmp_path / "other"
+    other.mkdir()
+    one = "plan: one\nmigrations:\n  - id: copy\n    type: sessions\n    params: {source: \"@legacy\", target: \"@copy\"}\n"
+    unindexed = await resolved(other, one, {"legacy": sqlite_url, "copy": f"sqlite://{other}/copy.db"})
+    plain = await run_plan(temporal_client, task_queue, unindexed)
+    assert plain.status == "completed" and await listed(address, f"PlanId = '{plain.plan_id}'", 0) == set()
+    assert (await completed_plan_runs(temporal_client, unindexed["digest"], "staging"))[0] == plain.plan_id
