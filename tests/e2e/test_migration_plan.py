@@ -265,3 +265,51 @@ async def test_an_indexed_plan_lists_with_its_children_and_is_found_for_promotio
     plain = await run_plan(temporal_client, task_queue, unindexed)
     assert plain.status == "completed" and await listed(address, f"PlanId = '{plain.plan_id}'", 0) == set()
     assert (await completed_plan_runs(temporal_client, unindexed["digest"], "staging"))[0] == plain.plan_id
+
+
+async def test_cli_audits_validation_and_submission_with_the_actor(temporal_env, tmp_path, sqlite_url):
+    import asyncio
+    import json
+    import os
+    import sys
+
+    from deployment.audit import open_audit_log
+
+    await fill(sqlite_url, 10, expired_fraction=0)
+    one = "plan: audited\nmigrations:\n  - id: copy\n    type: sessions\n    params: {source: \"@legacy\", target: \"@copy\"}\n"
+    await resolved(tmp_path, one, {"legacy": sqlite_url, "copy": f"sqlite://{tmp_path}/copy.db"})
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "plan.yaml").write_text(one.replace("audited", "clashing") + one.split("migrations:\n")[1].replace("id: copy", "id: again"))
+    env = {**os.environ, "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+           "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}  # fmt: skip
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "client.cli", *args, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 180)
+        assert b"Traceback" not in err, err
+        return proc.returncode, out.decode(), err.decode()
+
+    code, _, _ = await cli("plan", "validate", str(tmp_path / "plan.yaml"), "--actor", "hana")
+    assert code == 0
+    code, _, err = await cli("plan", "validate", str(clash / "plan.yaml"), "--actor", "hana")
+    assert code == 1 and "conflict" in err
+    code, out, err = await cli("plan", "run", str(tmp_path / "plan.yaml"), "--env", "staging", "--actor", "hana", "--json")
+    assert code == 0, err
+    plan_id = json.loads(out)["plan_id"]
+    code, _, err = await cli("plan", "resume", plan_id, "--actor", "hana")
+    assert code == 2 and f"{plan_id} is not a paused plan run (MigrationPlan completed)" in err
+
+    async with open_audit_log() as log:
+        validated = [e for e in await log.entries(migration="plan:audited") if e.actor == "hana"]
+        clashing = [e for e in await log.entries(migration="plan:clashing") if e.actor == "hana"]
+        run_entries = await log.entries(migration=plan_id)
+    assert [(e.event, e.after["valid"], e.after["environment"]) for e in validated] == [
+        ("plan_validated", True, None), ("plan_validated", True, "staging")]
+    assert [(e.event, e.after["valid"]) for e in clashing] == [("plan_validated", False)]
+    assert clashing[0].after["errors"] >= 1 and clashing[0].after["conflicts"] >= 1
+    events = [(e.event, e.actor) for e in run_entries]
+    assert ("plan_submitted", "hana") in events and ("started", "hana") in events and ("ended", "hana") in events
+    started = next(e for e in run_entries if e.event == "started")
+    assert started.after["digest"] == validated[1].after["digest"] and started.after["schedule_fired"] is None
