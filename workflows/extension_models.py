@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deployment.extensions.base import Applied, Plan, Progress, Verification
 
-Phase = Literal["pending", "resolving", "validating", "planning", "applying", "verifying", "rolling_back", "done"]
+Phase = Literal["pending", "resolving", "locking", "validating", "planning", "applying", "verifying", "rolling_back", "done"]
 Status = Literal["completed", "dry_run", "rolled_back", "rollback_failed", "failed"]
 
 
@@ -35,6 +35,12 @@ class CustomMigrationInput(BaseModel):
     version: str | None = Field(
         None, description="the version required (another major is refused); with rollback_of, the one that run recorded"
     )
+    actor: str | None = Field(None, description="who started it, for the audit log (default: the worker's OS user)")
+    actor_host: str | None = Field(None, description="the host it was started from, for the audit log")
+    wait_for_lock: bool = Field(False, description="run on its own: wait for resources another run holds instead of refusing")
+    stall_alert_seconds: float | None = Field(
+        None, gt=0, description="alert when one apply slice has reported no progress for this long (None: never)"
+    )
 
 
 class StepInput(BaseModel):
@@ -48,6 +54,8 @@ class StepInput(BaseModel):
     name: str | None = Field(None, description="the name the run recorded")
     dry_run: bool = False
     max_per_second: float | None = None
+    actor: str | None = Field(None, description="who started the run: the extension's audit entries carry it")
+    actor_host: str | None = None
 
 
 class ExtensionDescription(BaseModel):
@@ -57,6 +65,7 @@ class ExtensionDescription(BaseModel):
     version: str
     reference: str
     description: str = ""
+    resources: list[str] = Field(default_factory=list, description="what the extension declares it writes (locked on a lone run)")
 
 
 class ApplyCursor(BaseModel):
@@ -116,3 +125,14 @@ class CustomMigrationResult(BaseModel):
     failed_phase: Phase | None = None
     started_at: float = 0.0
     duration_s: float = 0.0
+
+    def audit_state(self) -> dict[str, Any]:
+        """The outcome in a few figures, for the audit log's last entry of the run (no plan details, few problems)."""
+        state = self.model_dump(exclude={"migration_id", "started_at", "plan", "verification", "rollback_message"})
+        state["error"] = (self.error or "")[:500] or None
+        if self.plan is not None:
+            state["plan"] = {"total": self.plan.total, "to_change": self.plan.to_change}
+        if self.verification is not None:
+            v = self.verification
+            state["verification"] = {"ok": v.ok, "checked": v.checked, "problems": [p[:200] for p in v.problems[:5]]}
+        return state

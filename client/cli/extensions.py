@@ -9,14 +9,19 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from temporalio.client import WorkflowFailureError
+
 from client import api
 from client.cli import app
 from client.cli.common import emit_json, err, out, run
+from client.cli.locks import is_lock_refusal, locked_after_start, refuse_if_locked
 from client.cli.progress import ProgressView
 from client.embedded import ensure_client, worker_while_waiting
+from deployment.audit import default_actor
 from deployment.errors import BadInput
 from deployment.extensions.base import instantiate
 from deployment.extensions.registry import load_extension
+from workflows.locks import run_resources
 from workflows.extension_models import CustomMigrationInput, CustomMigrationResult, ExtensionProgress
 
 extensions_app = typer.Typer(help="Custom migrations: list the registered extensions and run one with rollback.")
@@ -75,20 +80,28 @@ def run_(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and plan only; change nothing")] = False,
     max_per_second: Annotated[Optional[float], typer.Option("--max-per-second", min=0.001, help="throttle the apply step")] = None,
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait for resources another run holds instead of refusing (exit 3)")] = False,
+    actor: Annotated[Optional[str], typer.Option("--actor", help="who runs it, for the audit log (default: the OS user)")] = None,
+    stall_alert: Annotated[float, typer.Option("--stall-alert", min=1, help="alert when an apply slice reports no progress for this many seconds")] = 300.0,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
     """Run an extension: validate, plan, apply with checkpoints, verify; roll back on failure.
 
-    Exit 0 on success, 1 if the migration failed (rolled back or not), 2 on bad input.
+    The run locks the resources the extension declares (and its bindings):
+    another run holding one refuses the start (exit 3, naming it) unless
+    --wait-for-lock. Every step is written to the audit log; a failure, a
+    rollback or a stalled slice alerts. Exit 0 on success, 1 if the
+    migration failed (rolled back or not), 2 on bad input, 3 when locked.
     """
     inp = CustomMigrationInput(
         extension=reference, params=json_object(params, "--params"),
         bindings={k: str(v) for k, v in json_object(bindings or "{}", "--bindings").items()},
-        dry_run=dry_run, max_per_second=max_per_second,
+        dry_run=dry_run, max_per_second=max_per_second, wait_for_lock=wait_for_lock, stall_alert_seconds=stall_alert,
     )  # fmt: skip
-    check_locally(inp)
-    return run(_run(inp, migration_id, address, json_out))
+    inp.actor, inp.actor_host = default_actor(actor)
+    declared = check_locally(inp)
+    return run(_run(inp, declared, migration_id, address, json_out))
 
 
 def json_object(text: str, option: str) -> dict[str, Any]:
@@ -111,17 +124,26 @@ def json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
-def check_locally(inp: CustomMigrationInput) -> None:
-    """Load the extension here and check the parameters, so bad input is refused before anything starts."""
-    instantiate(load_extension(inp.extension), inp.params, inp.bindings)
+def check_locally(inp: CustomMigrationInput) -> list[str]:
+    """Load the extension here and check the parameters, so bad input is refused before anything starts;
+    returns the resources it declares."""
+    ext, params = instantiate(load_extension(inp.extension), inp.params, inp.bindings)
+    return [str(r) for r in ext.resources(params)]
 
 
-async def _run(inp: CustomMigrationInput, migration_id: str | None, address: str | None, json_out: bool) -> int:
+async def _run(inp: CustomMigrationInput, declared: list[str], migration_id: str | None, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
+    params = inp.model_dump()
+    await refuse_if_locked(client, "custom", params, declared)
     handle = await api.start_custom_migration(client, inp, migration_id)
-    async with worker_while_waiting(client, handle):
-        with ProgressView(quiet=json_out and not err.is_terminal, unit="items") as view:
-            result = await api.wait_for_custom_migration(handle, view)
+    try:
+        async with worker_while_waiting(client, handle):
+            with ProgressView(quiet=json_out and not err.is_terminal, unit="items") as view:
+                result = await api.wait_for_custom_migration(handle, view)
+    except WorkflowFailureError as exc:
+        if is_lock_refusal(exc):  # taken between the check and the start
+            raise await locked_after_start(client, exc, run_resources("custom", params, declared)) from None
+        raise
     return report_result(result, json_out)
 
 

@@ -17,6 +17,11 @@ semantic ``version`` and five async steps, each safe to run again:
 * ``rollback(params, ctx)`` — put back what this run (``ctx.run_id``)
   changed; a no-op when it changed nothing or was rolled back already.
 
+Optionally ``resources(params)`` declares what the migration writes (pure,
+no I/O): a run started on its own locks each one, so no other run writes it
+meanwhile. ``ctx.audit(event, **fields)`` lands in the audit log with the
+run's ids, as ``extension.<event>``.
+
 Nothing here knows about Temporal: a test or a script runs the steps with
 ``ExtensionContext(run_id)``.
 """
@@ -238,6 +243,13 @@ class MigrationExtension(ABC):
     def parse_params(self, params: Mapping[str, Any]) -> BaseModel:
         """Validate raw parameters against ``Params`` (raises pydantic's ValidationError)."""
         return self.Params.model_validate(dict(params))
+
+    def resources(self, params: Any) -> list[str]:
+        """What the migration writes (store URLs, paths) as given in ``params``: a run on its own locks each.
+
+        Pure, no I/O; the default declares nothing (then only the run's bindings are locked).
+        """
+        return []
 
     @abstractmethod
     async def validate(self, params: Any, ctx: ExtensionContext) -> list[str]:

@@ -99,6 +99,10 @@ class RekeySessions(MigrationExtension):
     version = "1.0.0"
     Params = RekeyParams
 
+    def resources(self, params: RekeyParams) -> list[str]:
+        """The store it re-keys (a run on its own locks it)."""
+        return [params.store]
+
     # -- validate and plan (read only) --------------------------------------
     async def validate(self, params: RekeyParams, ctx: ExtensionContext) -> list[str]:
         problems: list[str] = []

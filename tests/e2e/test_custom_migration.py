@@ -305,7 +305,8 @@ HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("cus
 
 
 def test_every_outcome_has_a_saved_history():
-    assert {p.stem for p in HISTORIES} == {"custom_completed", "custom_rolled_back", "custom_dry_run", "custom_rollback_of"}
+    outcomes = {"completed", "rolled_back", "dry_run", "rollback_of"}
+    assert {p.stem for p in HISTORIES} == {f"custom_{o}" for o in outcomes} | {f"custom_audited_{o}" for o in outcomes}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
