@@ -387,7 +387,8 @@ class RollingRestartWorkflow:
     async def _finish(self, result: RollingRestartResult, rollback_of: str | None) -> None:
         result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
         p = self._progress
-        self._audit.record("phase", {"phase": p.phase, "instance": p.instance}, {"phase": "done", "done": p.done, "total": p.total})
+        self._audit.record("phase", {"phase": p.phase, "instance": p.instance},
+                           {"phase": "done", "instance": None, "done": p.done, "total": p.total})
         self._progress.phase, self._progress.instance, self._progress.message = "done", None, result.status
         if result.status in ("rolled_back", "rollback_failed"):
             before = {"failed_phase": result.failed_phase, "error_type": result.error_type, "rollback_of": rollback_of}
