@@ -1,5 +1,9 @@
 """``snakepit-migrate recover``: find what interrupted migrations left in stores, and clean it up or resume.
 
+``recover ID`` is for a migration whose rollback failed: it prints the
+manual procedure for that run, and ``recover ID --resume-rollback`` resumes
+the rollback once the cause is fixed (see :mod:`client.cli.recover_rollback`).
+
 A session migration journals every id it writes in the target (first prior
 wins). A run that ended without undoing its journal — terminated, timed out,
 or whose rollback failed — leaves that journal behind: the marker of partial
@@ -30,24 +34,81 @@ EXPECTED = {"running": "in progress", "completed": "completed; journal kept so t
 
 @app.command("recover")
 def recover(
-    store: Annotated[list[str], typer.Option("--store", help="a target store URL to scan (repeatable)")],
+    migration_id: Annotated[Optional[str], typer.Argument(help="a migration whose rollback failed: print the procedure that finishes it")] = None,
+    resume_rollback: Annotated[bool, typer.Option("--resume-rollback", help="with ID: resume the failed rollback, then check the target against its pre-migration digest")] = False,
+    force: Annotated[bool, typer.Option("--force", help="with ID --resume-rollback of a config migration: restore files changed since it")] = False,
+    store: Annotated[Optional[list[str]], typer.Option("--store", help="a target store URL to scan (repeatable)")] = None,
     scan: Annotated[bool, typer.Option("--scan", help="list the journals left in the stores and the state of their runs")] = False,
     cleanup: Annotated[Optional[str], typer.Option("--cleanup", help="put back every id migration ID wrote, and drop its journal")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="start migration ID again under the same id (reuses its journal)")] = None,
     address: Annotated[Optional[str], typer.Option("--address", help="Temporal address")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")] = False,
 ) -> int:
-    """Find partial data that interrupted session migrations left in target stores; clean it up or resume.
+    """Recover from failed rollbacks and interrupted migrations.
 
-    Exit 0 when nothing needs attention (or the action succeeded), 1 when --scan found partial data, 2 on bad input.
+    recover ID prints what a migration whose rollback failed did, what remains
+    and the commands to finish it (exit 1 while something remains, 0 when
+    nothing does); recover ID --resume-rollback resumes the rollback once the
+    cause is fixed and checks the target against its pre-migration digest
+    (exit 0 when it matches). --scan/--cleanup/--resume handle partial data of
+    interrupted session migrations in the given stores (--scan exits 1 when it
+    finds some). Bad input exits 2.
     """
-    if sum(bool(x) for x in (scan, cleanup, resume)) != 1:
-        raise BadInput("say what to do: exactly one of --scan, --cleanup ID, --resume ID")
+    modes = sum(bool(x) for x in (migration_id, scan, cleanup, resume))
+    if modes != 1:
+        raise BadInput("say what to do: exactly one of ID, --scan, --cleanup ID, --resume ID",
+                       hint="e.g. snakepit-migrate recover sessions-3f9c2a1b, or recover --scan --store URL")  # fmt: skip
+    if (resume_rollback or force) and not migration_id:
+        raise BadInput("--resume-rollback and --force go with a migration ID", hint="snakepit-migrate recover ID --resume-rollback")
+    if migration_id:
+        return run(_failed_rollback(migration_id, resume_rollback, force, address, json_out))
+    if not store and (scan or cleanup):
+        raise BadInput("--scan and --cleanup need the target stores to look in", hint="add --store URL (repeatable)")
     if cleanup:
-        return run(_cleanup(store, cleanup, json_out))
+        return run(_cleanup(store or [], cleanup, json_out))
     if resume:
         return run(_resume(resume, address, json_out))
-    return run(_scan(store, address, json_out))
+    return run(_scan(store or [], address, json_out))
+
+
+async def _failed_rollback(migration_id: str, resume: bool, force: bool, address: str | None, json_out: bool) -> int:
+    from client.cli import recover_rollback as rr
+    from deployment.audit import default_actor
+
+    client = await ensure_client(address)
+    case, why_not = await rr.find(client, migration_id)
+    if case is None:
+        if json_out:
+            emit_json({"migration_id": migration_id, "needs_recovery": False, "reason": why_not})
+        else:
+            out.print(why_not)
+        return 1 if "recover --scan" in why_not else 0
+    if case.kind not in ("SessionMigration", "ConfigMigration"):
+        raise BadInput(f"{case.id} is a {case.kind}: recover handles failed rollbacks of session and config migrations",
+                       hint=f"see its result with: snakepit-migrate status {case.id}")  # fmt: skip
+    if resume:
+        if case.kind == "SessionMigration":
+            done = await rr.resume_session_rollback(client, case, default_actor(None))
+        else:
+            done = await rr.resume_config_rollback(client, case, force)
+        if json_out:
+            emit_json(done)
+        else:
+            v = done["validation"]
+            out.print(f"{case.id}: rollback {done['status']} ({done['rollback_run'] or 'nothing left to undo'})"
+                      + (f": {done['error']}" if done["error"] else ""))  # fmt: skip
+            if "expected" in v:
+                out.print(f"target digest {v['found']}, before the migration {v['expected']}: {'SAME' if v['ok'] else 'DIFFERENT'}")
+            else:
+                out.print("every file as before the migration" if v["ok"] else "not as before: " + ", ".join(v["not_as_before"]))
+        return 0 if done["validation"]["ok"] else 1
+    remains = await rr.session_state(case) if case.kind == "SessionMigration" else rr.config_state(case)
+    report = rr.procedure(case, remains)
+    if json_out:
+        emit_json({**report, "needs_recovery": True})
+    else:
+        out.print(rr.render(report))
+    return 1
 
 
 async def _scan(stores: list[str], address: str | None, json_out: bool) -> int:
