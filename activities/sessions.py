@@ -7,6 +7,7 @@ return (and heartbeat) is cursors, counts and digests only.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
@@ -16,17 +17,19 @@ from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from activities.errors import as_application_errors
-from deployment.sessions.digest import SetDigest, record_digest
+from deployment.sessions.digest import SetDigest, bytes_digest, record_digest
+from deployment.sessions.partition import WHOLE
 from deployment.sessions.record import is_expired
 from deployment.errors import StoreMissing
 from deployment.sessions.stores import open_store
 from deployment.sessions.stores.base import SessionStore
-from deployment.sessions.verify import VerifyReport, compare_stores
+from deployment.sessions.verify import VerifyReport, compare_stores, digest_report
 from workflows.session_models import (
     BackupPoint,
     CopyCursor,
     CopyInput,
     InspectResult,
+    PartitionPlan,
     StoresInput,
     TargetInput,
     UndoResult,
@@ -61,6 +64,17 @@ class SessionActivities:
                         return await _inspect(params, source, target, present=True)
                 except StoreMissing:  # a new target: nothing to collide with; created at the backup point
                     return await _inspect(params, source, self._store_factory(params.target), present=False)
+
+    @activity.defn(name="plan_session_partitions")
+    async def plan_session_partitions(self, params: StoresInput) -> PartitionPlan:
+        """Split the source's key space into up to ``parallelism`` partitions for a parallel copy.
+
+        An append-only (JSONL) target takes one writer, so it gets one partition.
+        """
+        with as_application_errors(unreachable_is_transient=True):
+            async with self._open(params.source, create=False) as source:
+                count = 1 if self._store_factory(params.target).scheme == "jsonl" else params.parallelism
+                return PartitionPlan(partitions=await source.plan_partitions(count))
 
     @activity.defn(name="record_backup_point")
     async def record_backup_point(self, params: TargetInput) -> BackupPoint:
@@ -103,15 +117,21 @@ class SessionActivities:
                             f"injected failure after {cursor.batches} batches", type="InjectedFailure", non_retryable=True
                         )
                     started = time.monotonic()
-                    batch, next_cursor = await source.scan(cursor.source_cursor, params.batch_size)
+                    blobs, next_cursor = await source.scan_encoded(params.partition, cursor.source_cursor, params.batch_size)
                     now = time.time()
-                    live = [r for r in batch if not is_expired(r, now)]
+                    batch = [json.loads(b) for b in blobs]
+                    # canonical bytes as the source holds them: hashed and written as they are, never re-encoded
+                    kept = [(r, b) for r, b in zip(batch, blobs) if not is_expired(r, now)]
+                    live, encoded = [r for r, _ in kept], [b for _, b in kept]
                     if live and not params.dry_run:
-                        await target.write_journaled(params.migration_id, live, only_newer=params.only_newer)
-                        if target.reads_own_writes:
+                        await target.write_journaled(
+                            params.migration_id, live, only_newer=params.only_newer, encoded=encoded,
+                            known_absent=params.known_absent,
+                        )  # fmt: skip
+                        if target.reads_own_writes and params.read_back:
                             await _verify_batch(target, live)
-                    for rec in live:
-                        digest.add(rec)
+                    for blob in encoded:
+                        digest.add_digest(bytes_digest(blob))
                     cursor = CopyCursor(
                         source_cursor=next_cursor,
                         target_checkpoint=None if params.dry_run else await target.checkpoint(),
@@ -138,9 +158,22 @@ class SessionActivities:
 
     @activity.defn(name="verify_session_stores")
     async def verify_session_stores(self, params: VerifyInput) -> VerifyReport:
-        """Compare the live sessions of both stores by record digest."""
+        """Compare the live sessions of both stores by record digest.
+
+        With ``copied_digest`` (the copy's digest of what it wrote into a
+        target that was empty) the target is read once and its set digest
+        compared; only when that differs are both stores compared record by
+        record, to name the ids that differ.
+        """
         with as_application_errors(unreachable_is_transient=True):
             async with self._open(params.source, create=False) as source, self._open(params.target) as target:
+                if params.copied_digest is not None:
+                    held = await _digest_store(target, params.batch_size)
+                    if str(held) == params.copied_digest:
+                        return digest_report(held)
+                    activity.logger.warning(
+                        "Target digest %s differs from the copy's %s: comparing record by record", held, params.copied_digest
+                    )
                 return await compare_stores(
                     source,
                     target,
@@ -172,11 +205,31 @@ class SessionActivities:
                 return UndoResult(restored=restored)
 
 
-async def _inspect(params: StoresInput, source: SessionStore, target: SessionStore, present: bool) -> InspectResult:
-    """Read the whole source (validating every record) and look each live id up in the target.
+async def _digest_store(store: SessionStore, batch_size: int) -> SetDigest:
+    """The set digest of every record a store holds, expired ones included."""
+    digest, cursor = SetDigest(), None
+    while True:
+        blobs, cursor = await store.scan_encoded(WHOLE, cursor, batch_size)
+        for blob in blobs:
+            digest.add_digest(bytes_digest(blob))
+        activity.heartbeat(digest.count)
+        if cursor is None:
+            return digest
 
-    ``present`` is False for a target that does not exist yet (not opened: only its settings are used).
+
+async def _inspect(params: StoresInput, source: SessionStore, target: SessionStore, present: bool) -> InspectResult:
+    """Check that the source's live sessions fit in the target without colliding.
+
+    An empty (or new) target has nothing to collide with: the source is only
+    counted, unless a quota makes the live count matter.  Otherwise the whole
+    source is read and each live id looked up in the target.  ``present`` is
+    False for a target that does not exist yet (not opened: only its settings are used).
     """
+    target_count = await target.count() if present else 0
+    if target_count == 0:
+        total = await source.count()
+        if target.quota is None or total <= target.quota:
+            return InspectResult(source_total=total, target_count=0, conflicts=0, target_quota=target.quota)
     now = time.time()
     total = expired = conflicts = 0
     sample: list[str] = []
@@ -193,7 +246,7 @@ async def _inspect(params: StoresInput, source: SessionStore, target: SessionSto
         source_total=total,
         source_live=total - expired,
         source_expired=expired,
-        target_count=await target.count() if present else 0,
+        target_count=target_count,
         conflicts=conflicts,
         conflict_sample=sorted(sample),
         target_quota=target.quota,
@@ -241,7 +294,7 @@ def _check_compatible(params: StoresInput, target: SessionStore, found: InspectR
             type="TargetNotCompatible",
             non_retryable=True,
         )
-    after = found.target_count + found.source_live - found.conflicts
+    after = found.target_count + (found.source_live or found.source_total) - found.conflicts
     if found.target_quota is not None and after > found.target_quota:
         raise ApplicationError(
             f"target {target.display} would hold {after} sessions, over its quota of {found.target_quota}; "

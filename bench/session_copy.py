@@ -44,7 +44,7 @@ async def sample_rss(pid: int, peak: list[int], stop: asyncio.Event) -> None:
         await asyncio.sleep(0.1)
 
 
-async def main(sessions: int, partitions: int, batch_size: int) -> dict:
+async def main(sessions: int, partitions: int, batch_size: int, profile: str | None = None) -> dict:
     env = await start_dev_server()
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     prefix = f"bench-{uuid.uuid4().hex[:6]}:"
@@ -60,18 +60,26 @@ async def main(sessions: int, partitions: int, batch_size: int) -> dict:
         started = time.perf_counter()
         raw = await raw_redis_to_pg(REDIS, prefix, f"raw_{uuid.uuid4().hex[:8]}")
         raw_s = time.perf_counter() - started
+        spy = None
+        if profile:  # py-spy samples the worker during the migration only; the flame graph goes to ``profile``
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-o", profile, "-f", "speedscope"
+                                    if profile.endswith(".json") else "flamegraph", "--pid", str(worker.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         peak, stop = [0], asyncio.Event()
         sampler = asyncio.create_task(sample_rss(worker.pid, peak, stop))
         started = time.perf_counter()
         handle = await api.start_session_migration(
             env.client,
-            SessionMigrationInput(source=source, target=target, batch_size=batch_size),
+            SessionMigrationInput(source=source, target=target, batch_size=batch_size, parallelism=partitions),
             task_queue=queue,
         )
         result = await api.wait_for_result(handle)
         tool_s = time.perf_counter() - started
         stop.set()
         await sampler
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait()
     finally:
         worker.kill()
         worker.wait()
@@ -92,6 +100,10 @@ async def main(sessions: int, partitions: int, batch_size: int) -> dict:
         "tool_sessions_per_s": round(result.sessions_copied / tool_s),
         "ratio_to_raw": round((result.sessions_copied / tool_s) / (raw / raw_s), 2),
         "worker_peak_rss_mb": round(peak[0] / 2**20, 1),
+        "copy_seconds": result.copy_seconds,
+        "copy_sessions_per_s": result.copy_sessions_per_s,
+        "run_seconds": result.duration_s,
+        "verification": result.verification.method if result.verification else None,
     }
 
 
@@ -100,5 +112,6 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--profile", metavar="PATH", help="record a py-spy profile of the worker (.svg flame graph or .json speedscope)")
     a = parser.parse_args()
-    print(json.dumps(asyncio.run(main(a.sessions, a.partitions, a.batch_size)), indent=2))
+    print(json.dumps(asyncio.run(main(a.sessions, a.partitions, a.batch_size, a.profile)), indent=2))

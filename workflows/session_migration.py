@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -23,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.session_routing import SessionRoutingActivities
     from workflows.fleet_models import MarkInput
     from activities.sessions import SessionActivities
+    from deployment.sessions.digest import SetDigest
+    from deployment.sessions.partition import Partition
     from deployment.sessions.stores.base import redact_url
     from workflows.audit_trail import AuditTrail
     from workflows.search_attributes import MigrationIndex
@@ -72,6 +76,7 @@ class SessionMigrationWorkflow:
         self._audit = AuditTrail()
         self._index = MigrationIndex()
         self._phase_since: float | None = None  # when the current phase began (workflow time)
+        self._copied_digest: str | None = None  # what the copy wrote into an empty target, for verification
 
     @workflow.query(name="progress")
     def progress(self) -> MigrationProgress:
@@ -244,7 +249,10 @@ class SessionMigrationWorkflow:
         self._progress.total = found.source_total
 
     async def _copy_into(self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult, only_newer: bool = False) -> None:
-        cursor = await self._copy(inp, mid, only_newer)
+        if workflow.patched("parallel-copy"):
+            cursor = await self._copy_partitions(inp, mid, result, only_newer)
+        else:  # runs started before partitions copy in one stream
+            cursor = await self._copy(inp, mid, only_newer)
         result.sessions_copied = 0 if inp.dry_run else cursor.copied
         result.sessions_skipped_expired = cursor.skipped_expired
         result.batches = cursor.batches
@@ -265,6 +273,7 @@ class SessionMigrationWorkflow:
                 batch_size=inp.batch_size,
                 tolerate_extra=bool(result.target_before and result.target_before.target_count),
                 settle_seconds=settle_s,
+                copied_digest=self._copied_digest,
             ),
             retry_policy=_retry(5),
             **_SHORT,
@@ -281,9 +290,78 @@ class SessionMigrationWorkflow:
             )
         self._check_rollback_request()
 
-    async def _copy(self, inp: SessionMigrationInput, mid: str, only_newer: bool = False) -> CopyCursor:
-        cursor = CopyCursor()
+    async def _copy_partitions(
+        self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult, only_newer: bool
+    ) -> CopyCursor:
+        """Split the source's key space and copy every partition concurrently, each by its own activities.
+
+        Every id belongs to exactly one partition, so the partitions' counts
+        and set digests add up to those of the whole copy.  Into a target that
+        was empty (offline mode) priors are journaled unread, written batches
+        are not read back one by one, and verification compares the target's
+        digest with the sum of the partitions' digests instead.
+        """
+        # Fault injection counts batches of one stream, as it always has.
+        width = 1 if inp.fail_after_batches is not None else inp.parallelism
+        plan = await workflow.execute_activity_method(
+            SessionActivities.plan_session_partitions,
+            StoresInput(migration_id=mid, source=inp.source, target=inp.target, parallelism=width),
+            retry_policy=_retry(5),
+            **_SHORT,
+        )
+        fresh = bool(not only_newer and not inp.dry_run and result.target_before and not result.target_before.target_count)
+        cursors = [CopyCursor() for _ in plan.partitions]
         self._copy_started = workflow.now().timestamp()
+        tasks = [
+            asyncio.ensure_future(self._copy_partition(inp, mid, part, cursors, only_newer, fresh))
+            for part in plan.partitions
+        ]
+        try:
+            await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:  # one partition failed (or the run is cancelled): stop the others before anything compensates
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        merged = _merge(cursors)
+        result.partitions, result.batch_size = len(plan.partitions), inp.batch_size
+        result.copy_seconds = round(workflow.now().timestamp() - self._copy_started, 3)
+        result.copy_sessions_per_s = round(merged.scanned / result.copy_seconds, 1) if result.copy_seconds > 0 else 0.0
+        if fresh and inp.verify:
+            self._copied_digest = merged.digest
+        return merged
+
+    async def _copy_partition(
+        self, inp: SessionMigrationInput, mid: str, part: Partition, cursors: list[CopyCursor], only_newer: bool, fresh: bool
+    ) -> None:
+        """Copy one partition slice by slice, keeping its cursor in ``cursors[part.index]``."""
+
+        def reached(cursor: CopyCursor) -> None:
+            cursors[part.index] = cursor
+            self._record_copy_progress(_merge(cursors))
+
+        extra = {"partition": part, "read_back": not (fresh and inp.verify), "known_absent": fresh}
+        # a failing partition cancels the others, and nothing compensates until they have stopped
+        cancel = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        await self._copy_slices(inp, mid, only_newer, cursors[part.index], reached, extra, cancel)
+
+    async def _copy(self, inp: SessionMigrationInput, mid: str, only_newer: bool = False) -> CopyCursor:
+        self._copy_started = workflow.now().timestamp()
+        return await self._copy_slices(inp, mid, only_newer, CopyCursor(), self._record_copy_progress)
+
+    async def _copy_slices(
+        self,
+        inp: SessionMigrationInput,
+        mid: str,
+        only_newer: bool,
+        cursor: CopyCursor,
+        reached: Callable[[CopyCursor], None],
+        extra: dict[str, Any] | None = None,
+        cancel: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    ) -> CopyCursor:
+        """Run copy slices from ``cursor`` until it is finished, handing each slice's cursor to ``reached``."""
         while not cursor.finished:
             self._check_rollback_request()
             cursor = await self._audit.watched(workflow.execute_activity_method(
@@ -298,11 +376,13 @@ class SessionMigrationWorkflow:
                     dry_run=inp.dry_run,
                     fail_after_batches=inp.fail_after_batches,
                     only_newer=only_newer,
+                    **(extra or {}),
                 ),
                 retry_policy=_retry(20),
+                cancellation_type=cancel,
                 **_COPY,
             ), inp.stall_alert_seconds, self._progress.model_dump)
-            self._record_copy_progress(cursor)
+            reached(cursor)
         return cursor
 
     async def _undo(self, target: TargetInput) -> int:
@@ -402,3 +482,25 @@ class SessionMigrationWorkflow:
         r = result
         self._index.summary(f"sessions {r.source} -> {r.target}: {r.status}, {r.sessions_copied} copied, {r.restored} restored")
         await self._audit.flush()
+
+
+def _merge(cursors: list[CopyCursor]) -> CopyCursor:
+    """The cursors of parallel partitions as one: counts and digests added, finished when all are.
+
+    The partitions share one worker process, so its CPU time and peak memory
+    are the largest any partition saw, not a sum.
+    """
+    digest = SetDigest()
+    for c in cursors:
+        digest = digest.merge(SetDigest.parse(c.digest))
+    return CopyCursor(
+        scanned=sum(c.scanned for c in cursors),
+        copied=sum(c.copied for c in cursors),
+        skipped_expired=sum(c.skipped_expired for c in cursors),
+        batches=sum(c.batches for c in cursors),
+        resumes=sum(c.resumes for c in cursors),
+        digest=str(digest),
+        finished=all(c.finished for c in cursors),
+        worker_cpu_s=max(c.worker_cpu_s for c in cursors),
+        worker_peak_rss_bytes=max(c.worker_peak_rss_bytes for c in cursors),
+    )

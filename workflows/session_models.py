@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from deployment.sessions.partition import WHOLE, Partition
 from deployment.sessions.verify import VerifyReport
 
 Phase = Literal[
@@ -47,6 +48,10 @@ class SessionMigrationInput(BaseModel):
         None, gt=0, description="alert when one copy slice has reported no progress for this long (None: never)"
     )
     search_attributes: bool = Field(False, description="index the run by MigrationType/MigrationPhase (they must be registered)")
+    parallelism: int = Field(
+        4, ge=1, le=32,
+        description="key-space partitions copied concurrently, each by its own activity (a JSONL end, or fault injection, copies as one)",
+    )  # fmt: skip
 
 
 class StoresInput(BaseModel):
@@ -57,14 +62,21 @@ class StoresInput(BaseModel):
     target: str
     batch_size: int = 500
     overwrite: bool = False
+    parallelism: int = 1
+
+
+class PartitionPlan(BaseModel):
+    """How the source's key space is split for a parallel copy."""
+
+    partitions: list[Partition]
 
 
 class InspectResult(BaseModel):
     """What validation found at both ends."""
 
     source_total: int
-    source_live: int
-    source_expired: int
+    source_live: int | None = Field(None, description="None when only counted (an empty target has nothing to collide with)")
+    source_expired: int | None = None
     target_count: int
     conflicts: int
     conflict_sample: list[str] = []
@@ -114,6 +126,9 @@ class CopyInput(BaseModel):
     dry_run: bool = False
     fail_after_batches: int | None = None
     only_newer: bool = False
+    partition: Partition = WHOLE
+    read_back: bool = Field(True, description="read every written batch back and compare (off when a digest verification follows)")
+    known_absent: bool = Field(False, description="the target was empty at the backup point: journal every prior as absent unread")
 
 
 class VerifyInput(BaseModel):
@@ -125,6 +140,9 @@ class VerifyInput(BaseModel):
     batch_size: int = 500
     tolerate_extra: bool = False
     settle_seconds: float | None = None
+    copied_digest: str | None = Field(
+        None, description="the set digest of what the copy wrote into a target that was empty: compared with one read of the target"
+    )
 
 
 class UndoResult(BaseModel):
@@ -158,6 +176,10 @@ class SessionMigrationResult(BaseModel):
     sessions_skipped_expired: int = 0
     batches: int = 0
     copy_resumes: int = 0
+    partitions: int = Field(1, description="key-space partitions the copy ran in parallel")
+    batch_size: int = Field(0, description="sessions per batch the copy used")
+    copy_seconds: float = Field(0.0, description="wall time of the copy phase")
+    copy_sessions_per_s: float = Field(0.0, description="sessions read per second during the copy phase")
     worker_cpu_s: float = Field(0.0, description="impact: CPU seconds of the worker process during the copy")
     worker_peak_rss_bytes: int = Field(0, description="impact: the worker process's peak resident memory during the copy")
     source_digest: str | None = None

@@ -18,7 +18,12 @@ _MOD = 1 << 128
 
 def record_digest(rec: Record) -> int:
     """The 128-bit digest of one record's canonical bytes."""
-    return int.from_bytes(hashlib.blake2b(canonical_bytes(rec), digest_size=16).digest(), "big")
+    return bytes_digest(canonical_bytes(rec))
+
+
+def bytes_digest(canonical: bytes) -> int:
+    """The 128-bit digest of a record already encoded by ``canonical_bytes``."""
+    return int.from_bytes(hashlib.blake2b(canonical, digest_size=16).digest(), "big")
 
 
 @dataclass

@@ -16,6 +16,7 @@ in the target, first write wins, so a retried batch cannot overwrite the truth.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
@@ -23,7 +24,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from deployment.errors import BadInput
-from deployment.sessions.record import Record, is_expired, normalize
+from deployment.sessions.partition import WHOLE, Partition
+from deployment.sessions.record import Record, canonical_bytes, is_expired, normalize
 
 DEFAULT_MAX_SESSIONS = 10_000
 
@@ -95,13 +97,43 @@ class SessionStore(ABC):
         end.  Never refreshes ``last_accessed``.
         """
 
+    async def plan_partitions(self, count: int) -> list[Partition]:
+        """Split the key space into at most ``count`` partitions (see :mod:`deployment.sessions.partition`).
+
+        A store that cannot be read in parts (a JSONL snapshot) returns the one whole partition.
+        """
+        return [WHOLE]
+
+    async def scan_partition(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[Record], str | None]:
+        """Like :meth:`scan`, restricted to the ids of ``partition``."""
+        if partition.whole:
+            return await self.scan(cursor, limit)
+        blobs, cursor = await self.scan_encoded(partition, cursor, limit)
+        return [json.loads(b) for b in blobs], cursor
+
+    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[bytes], str | None]:
+        """Like :meth:`scan_partition`, each record as its canonical JSON bytes.
+
+        Stores that keep every record as canonical JSON return the bytes as
+        stored, neither decoded nor encoded again: a copy writes them as they
+        are, and a digest of them equals :func:`record_digest` of the record.
+        """
+        if not partition.whole:
+            raise NotImplementedError(f"{self.scheme} stores cannot be scanned by partition")
+        records, cursor = await self.scan(cursor, limit)
+        return [canonical_bytes(r) for r in records], cursor
+
     @abstractmethod
     async def read_many(self, ids: list[str]) -> dict[str, Record]:
         """The records among ``ids`` that exist, as stored (no refresh)."""
 
     @abstractmethod
-    async def write_many(self, records: list[Record]) -> None:
-        """Insert or replace records exactly as given."""
+    async def write_many(self, records: list[Record], encoded: list[bytes] | None = None) -> None:
+        """Insert or replace records exactly as given.
+
+        ``encoded``, when given, holds each record's canonical bytes already
+        computed by the caller (they are not encoded a second time).
+        """
 
     @abstractmethod
     async def delete_many(self, ids: list[str]) -> None:
@@ -132,7 +164,7 @@ class SessionStore(ABC):
 
     # -- live routing: revisions and a small control key-value space ----
     @abstractmethod
-    async def write_many_if_newer(self, records: list[Record]) -> int:
+    async def write_many_if_newer(self, records: list[Record], encoded: list[bytes] | None = None) -> int:
         """Write each record unless the store holds the id with an equal or higher ``rev``.
 
         Atomic per record, so a backfill can never overwrite a newer write
@@ -166,18 +198,30 @@ class SessionStore(ABC):
             if cursor is None:
                 return
 
-    async def write_journaled(self, migration_id: str, records: list[Record], *, only_newer: bool = False) -> int:
+    async def write_journaled(
+        self,
+        migration_id: str,
+        records: list[Record],
+        *,
+        only_newer: bool = False,
+        encoded: list[bytes] | None = None,
+        known_absent: bool = False,
+    ) -> int:
         """Write records after journaling the prior state of every id; returns how many were written.
 
         With ``only_newer`` an id the store holds at an equal or higher
         ``rev`` is left alone (a backfill running beside live dual writes).
+        ``known_absent`` skips looking the ids up: the caller knows the store
+        held none of them before this migration (it was empty at the backup
+        point and only this migration writes to it), so every prior is
+        "absent"; an id journaled already keeps its first prior.
         """
         ids = [r["id"] for r in records]
-        existing = await self.read_many(ids)
+        existing = {} if known_absent else await self.read_many(ids)
         await self.journal_record(migration_id, {i: existing.get(i) for i in ids})
         if only_newer:
-            return await self.write_many_if_newer(records)
-        await self.write_many(records)
+            return await self.write_many_if_newer(records, encoded)
+        await self.write_many(records, encoded)
         return len(records)
 
     async def undo(self, migration_id: str, batch_size: int = 500) -> int:

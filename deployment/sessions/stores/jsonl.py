@@ -104,9 +104,10 @@ class JsonlStore(SessionStore):
         return len(self._build_index())
 
     # -- writing (append to the partial file, publish on finalize) ---------
-    async def write_many(self, records: list[Record]) -> None:
+    async def write_many(self, records: list[Record], encoded: list[bytes] | None = None) -> None:
+        blobs = encoded if encoded is not None else [canonical_bytes(r) for r in records]
         with self.partial.open("ab") as fh:
-            fh.write(b"".join(canonical_bytes(r) + b"\n" for r in records))
+            fh.write(b"".join(b + b"\n" for b in blobs))
             fh.flush()
             os.fsync(fh.fileno())
         self._index = None
@@ -168,7 +169,7 @@ class JsonlStore(SessionStore):
             hint="use sqlite, redis or postgresql for both ends of a zero-downtime migration",
         )
 
-    async def write_many_if_newer(self, records: list[Record]) -> int:
+    async def write_many_if_newer(self, records: list[Record], encoded: list[bytes] | None = None) -> int:
         raise self._no_live()
 
     async def control_get(self, key: str) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ import asyncpg
 
 from deployment.errors import StoreMissing, StoreUnreachable
 from deployment.sessions.record import Record, canonical_bytes, expires_at
+from deployment.sessions.partition import Partition, range_plan
 from deployment.sessions.stores.base import SessionStore, query_options
 from deployment.sessions.stores.sql import control_table, journal_table, table_name
 
@@ -76,22 +77,41 @@ class PostgresStore(SessionStore):
         )
         return [json.loads(r["record"]) for r in rows], rows[-1]["id"] if len(rows) == limit else None
 
+    async def plan_partitions(self, count: int) -> list[Partition]:
+        if count <= 1:
+            return range_plan([])
+        bounds = await self.pool.fetchval(
+            f"SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY id) FROM {self.table}",
+            [i / count for i in range(1, count)],
+        )
+        return range_plan([b for b in bounds or [] if b is not None])
+
+    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[bytes], str | None]:
+        if partition.by_hash:
+            return await super().scan_encoded(partition, cursor, limit)
+        op, start = (">", cursor) if cursor is not None else (">=", partition.low or "")
+        rows = await self.pool.fetch(
+            f"SELECT id, record FROM {self.table} WHERE id {op} $1 AND ($3::text IS NULL OR id < $3) ORDER BY id LIMIT $2",
+            start,
+            limit,
+            partition.high,
+        )
+        return [r["record"].encode() for r in rows], rows[-1]["id"] if len(rows) == limit else None
+
     async def read_many(self, ids: list[str]) -> dict[str, Record]:
         if not ids:
             return {}
         rows = await self.pool.fetch(f"SELECT id, record FROM {self.table} WHERE id = ANY($1::text[])", ids)
         return {r["id"]: json.loads(r["record"]) for r in rows}
 
-    async def write_many(self, records: list[Record]) -> None:
+    async def write_many(self, records: list[Record], encoded: list[bytes] | None = None) -> None:
         if not records:
             return
         await self.pool.execute(
             f"INSERT INTO {self.table} (id, expires_at, record) "
             "SELECT * FROM unnest($1::text[], $2::float8[], $3::json[]) "
             "ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record",
-            [r["id"] for r in records],
-            [expires_at(r) for r in records],
-            [canonical_bytes(r).decode() for r in records],
+            *_columns(records, encoded),
         )
 
     async def delete_many(self, ids: list[str]) -> None:
@@ -137,7 +157,7 @@ class PostgresStore(SessionStore):
         await self._ensure_journal()
         return [r[0] for r in await self.pool.fetch(f"SELECT DISTINCT migration_id FROM {self.journal} ORDER BY 1")]
 
-    async def write_many_if_newer(self, records: list[Record]) -> int:
+    async def write_many_if_newer(self, records: list[Record], encoded: list[bytes] | None = None) -> int:
         if not records:
             return 0
         status = await self.pool.execute(
@@ -145,9 +165,7 @@ class PostgresStore(SessionStore):
             "SELECT * FROM unnest($1::text[], $2::float8[], $3::json[]) "
             "ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record "
             "WHERE coalesce((t.record->>'rev')::bigint, 0) < coalesce((EXCLUDED.record->>'rev')::bigint, 0)",
-            [r["id"] for r in records],
-            [expires_at(r) for r in records],
-            [canonical_bytes(r).decode() for r in records],
+            *_columns(records, encoded),
         )
         return int(status.split()[-1])
 
@@ -188,3 +206,9 @@ class PostgresStore(SessionStore):
     async def control_delete(self, prefix: str) -> None:
         await self._ensure_control()
         await self.pool.execute(f"DELETE FROM {self.control} WHERE left(key, $2) = $1", prefix, len(prefix))
+
+
+def _columns(records: list[Record], encoded: list[bytes] | None) -> tuple[list[str], list[float], list[str]]:
+    """The id, expiry and canonical-JSON columns of a batch, for an ``unnest`` insert."""
+    blobs = encoded if encoded is not None else [canonical_bytes(r) for r in records]
+    return [r["id"] for r in records], [expires_at(r) for r in records], [b.decode() for b in blobs]

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from deployment.errors import StoreUnreachable
 from deployment.sessions.record import Record, canonical_bytes, expires_at
+from deployment.sessions.partition import WHOLE, Partition, hash_plan, hash_residue
 from deployment.sessions.stores.base import SessionStore, query_options
 
 DEFAULT_PREFIX = "snakepit:session:"
@@ -80,15 +81,23 @@ class RedisStore(SessionStore):
             self._r = None
 
     async def scan(self, cursor: str | None, limit: int) -> tuple[list[Record], str | None]:
+        blobs, cursor = await self.scan_encoded(WHOLE, cursor, limit)
+        return [json.loads(b) for b in blobs], cursor
+
+    async def plan_partitions(self, count: int) -> list[Partition]:
+        return hash_plan(count)
+
+    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[bytes], str | None]:
+        """One SCAN step over the whole key space, keeping the keys whose id hashes into ``partition``."""
         next_cursor, keys = await self.r.scan(
-            cursor=int(cursor or 0), match=_glob_escape(self.prefix) + "*", count=limit
+            cursor=int(cursor or 0), match=_glob_escape(self.prefix) + "*", count=limit * partition.count
         )
-        records: list[Record] = []
-        if keys:
-            for raw in await self.r.mget(keys):
-                if raw is not None:  # expired between SCAN and MGET
-                    records.append(json.loads(raw))
-        return records, None if int(next_cursor) == 0 else str(next_cursor)
+        if partition.by_hash:
+            skip = len(self.prefix.encode())
+            keys = [k for k in keys if hash_residue(k[skip:], partition.count) == partition.index]
+        values = await self.r.mget(keys) if keys else []
+        # None: expired between SCAN and MGET
+        return [v for v in values if v is not None], None if int(next_cursor) == 0 else str(next_cursor)
 
     async def read_many(self, ids: list[str]) -> dict[str, Record]:
         if not ids:
@@ -96,10 +105,11 @@ class RedisStore(SessionStore):
         values = await self.r.mget([self.prefix + i for i in ids])
         return {i: json.loads(v) for i, v in zip(ids, values) if v is not None}
 
-    async def write_many(self, records: list[Record]) -> None:
+    async def write_many(self, records: list[Record], encoded: list[bytes] | None = None) -> None:
+        blobs = encoded if encoded is not None else [canonical_bytes(r) for r in records]
         async with self.r.pipeline(transaction=False) as pipe:
-            for rec in records:
-                pipe.set(self.prefix + rec["id"], canonical_bytes(rec), pxat=math.ceil(expires_at(rec) * 1000))
+            for rec, blob in zip(records, blobs):
+                pipe.set(self.prefix + rec["id"], blob, pxat=math.ceil(expires_at(rec) * 1000))
             await pipe.execute()
 
     async def delete_many(self, ids: list[str]) -> None:
@@ -134,15 +144,16 @@ class RedisStore(SessionStore):
         keys = [k.decode() async for k in self.r.scan_iter(match=_glob_escape(head) + "*")]
         return sorted(k[len(head) :] for k in keys)
 
-    async def write_many_if_newer(self, records: list[Record]) -> int:
+    async def write_many_if_newer(self, records: list[Record], encoded: list[bytes] | None = None) -> int:
         if not records:
             return 0
+        blobs = encoded if encoded is not None else [canonical_bytes(r) for r in records]
         script = self.r.register_script(_SET_IF_NEWER)
         async with self.r.pipeline(transaction=False) as pipe:
-            for rec in records:
+            for rec, blob in zip(records, blobs):
                 await script(
                     keys=[self.prefix + rec["id"]],
-                    args=[canonical_bytes(rec), math.ceil(expires_at(rec) * 1000), int(rec.get("rev", 0))],
+                    args=[blob, math.ceil(expires_at(rec) * 1000), int(rec.get("rev", 0))],
                     client=pipe,
                 )
             return sum(int(x) for x in await pipe.execute())

@@ -12,6 +12,7 @@ from typing import Any
 
 from deployment.errors import StoreMissing, StoreUnreachable
 from deployment.sessions.record import Record, canonical_bytes, expires_at
+from deployment.sessions.partition import Partition, range_plan
 from deployment.sessions.stores.base import SessionStore, query_options
 from deployment.sessions.stores.files import path_of
 from deployment.sessions.stores.sql import control_table, journal_table, table_name
@@ -72,6 +73,26 @@ class SqliteStore(SessionStore):
         records = [json.loads(rec) for _, rec in rows]
         return records, rows[-1][0] if len(rows) == limit else None
 
+    async def plan_partitions(self, count: int) -> list[Partition]:
+        total = await self.count()
+        bounds = [
+            row[0]
+            for i in range(1, count)
+            for row in self.db.execute(f"SELECT id FROM {self.table} ORDER BY id LIMIT 1 OFFSET ?", (total * i // count,))
+        ]
+        return range_plan(bounds)
+
+    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[bytes], str | None]:
+        if partition.by_hash:
+            return await super().scan_encoded(partition, cursor, limit)
+        op, start = (">", cursor) if cursor is not None else (">=", partition.low or "")
+        high = "" if partition.high is None else "AND id < ?"
+        rows = self.db.execute(
+            f"SELECT id, record FROM {self.table} WHERE id {op} ? {high} ORDER BY id LIMIT ?",
+            (start, *([partition.high] if partition.high is not None else []), limit),
+        ).fetchall()
+        return [rec.encode() for _, rec in rows], rows[-1][0] if len(rows) == limit else None
+
     async def read_many(self, ids: list[str]) -> dict[str, Record]:
         found: dict[str, Record] = {}
         for start in range(0, len(ids), _CHUNK):
@@ -81,8 +102,8 @@ class SqliteStore(SessionStore):
                 found[sid] = json.loads(rec)
         return found
 
-    async def write_many(self, records: list[Record]) -> None:
-        rows = [(r["id"], expires_at(r), canonical_bytes(r).decode()) for r in records]
+    async def write_many(self, records: list[Record], encoded: list[bytes] | None = None) -> None:
+        rows = _rows(records, encoded)
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(f"INSERT OR REPLACE INTO {self.table} (id, expires_at, record) VALUES (?, ?, ?)", rows)
@@ -128,8 +149,8 @@ class SqliteStore(SessionStore):
         self._ensure_journal()
         return [r[0] for r in self.db.execute(f"SELECT DISTINCT migration_id FROM {self.journal} ORDER BY 1")]
 
-    async def write_many_if_newer(self, records: list[Record]) -> int:
-        rows = [(r["id"], expires_at(r), canonical_bytes(r).decode()) for r in records]
+    async def write_many_if_newer(self, records: list[Record], encoded: list[bytes] | None = None) -> int:
+        rows = _rows(records, encoded)
         with self.db:
             self.db.execute("BEGIN")
             before = self.db.total_changes
@@ -162,3 +183,8 @@ class SqliteStore(SessionStore):
     async def control_delete(self, prefix: str) -> None:
         self._ensure_control()
         self.db.execute(f"DELETE FROM {self.control} WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+
+
+def _rows(records: list[Record], encoded: list[bytes] | None) -> list[tuple[str, float, str]]:
+    blobs = encoded if encoded is not None else [canonical_bytes(r) for r in records]
+    return [(r["id"], expires_at(r), b.decode()) for r, b in zip(records, blobs)]
