@@ -114,6 +114,38 @@ class PostgresStore(SessionStore):
             *_columns(records, encoded),
         )
 
+    async def write_journaled(
+        self,
+        migration_id: str,
+        records: list[Record],
+        *,
+        only_newer: bool = False,
+        encoded: list[bytes] | None = None,
+        known_absent: bool = False,
+    ) -> int:
+        """Into a table that held none of these ids, journal and write them with two ``COPY``s in one transaction.
+
+        A batch of which some ids are present already (a retried batch) fails
+        as a whole and is written the general way instead.
+        """
+        if not known_absent or only_newer or not records:
+            return await super().write_journaled(
+                migration_id, records, only_newer=only_newer, encoded=encoded, known_absent=known_absent
+            )
+        await self._ensure_journal()
+        ids, expiry, texts = _columns(records, encoded)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.copy_records_to_table(
+                    self.journal, records=[(migration_id, i) for i in ids], columns=["migration_id", "session_id"]
+                )
+                await conn.copy_records_to_table(
+                    self.table, records=list(zip(ids, expiry, texts)), columns=["id", "expires_at", "record"]
+                )
+        except asyncpg.UniqueViolationError:
+            return await super().write_journaled(migration_id, records, encoded=encoded, known_absent=True)
+        return len(records)
+
     async def delete_many(self, ids: list[str]) -> None:
         if ids:
             await self.pool.execute(f"DELETE FROM {self.table} WHERE id = ANY($1::text[])", ids)
