@@ -13,8 +13,8 @@ from client.cli.common import emit_json, out, run
 from client.embedded import ensure_client
 from deployment.audit import AuditEntry, ChainReport, now_ts, open_audit_log, parse_since
 from deployment.audit.export import FORMATS, export_entries
-from deployment.audit.report import FORMATS as REPORT_FORMATS, build_report, render_report
-from deployment.errors import BadInput
+from deployment.audit.report import FORMATS as REPORT_FORMATS, build_report, child_section, compare_reports, render_comparison, render_report
+from deployment.errors import BadInput, NotFound
 
 audit_app = typer.Typer(
     help="The audit trail: every action of every migration, append-only and hash-chained "
@@ -89,26 +89,65 @@ async def _history(migration_id: str, address: str | None) -> str:
 
 @app.command("report")
 def report(
-    migration_id: Annotated[str, typer.Argument(help="the migration id")],
+    ids: Annotated[Optional[list[str]], typer.Argument(help="the migration id; with --compare, two run ids", show_default=False)] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="put two runs (plans or single migrations) side by side")] = False,
     fmt: Annotated[str, typer.Option("--format", help="md, html (one self-contained file) or json")] = "md",
+    json_out: Annotated[bool, typer.Option("--json", help="the same as --format json: exactly one JSON object")] = False,
     url: Url = None,
     address: Address = None,
 ) -> int:
     """The final report of a migration to stdout: before and after, each step with its timing, validation,
-    data integrity, rollback and totals, from its result and its audit entries."""
+    data integrity, its own figures and findings, impact, rollback and totals, from its result and its audit
+    entries. A plan's report covers every child and the plan's totals.
+
+    With --compare RUN_A RUN_B: the two runs side by side (durations, counts, findings; for plans, per step).
+    """
+    fmt = "json" if json_out else fmt
     if fmt not in REPORT_FORMATS:
         raise BadInput(f"--format {fmt!r} is not one of {', '.join(REPORT_FORMATS)}")
-    sys.stdout.write(run(_report(migration_id, fmt, url, address)))
+    ids = ids or []
+    if compare and len(ids) != 2:
+        raise BadInput(f"--compare takes two run ids, got {len(ids)}", hint="snakepit-migrate report --compare RUN_A RUN_B")
+    if not compare and len(ids) != 1:
+        raise BadInput(f"report takes one migration id, got {len(ids)}",
+                       hint="snakepit-migrate report ID, or to compare two runs: snakepit-migrate report --compare RUN_A RUN_B")  # fmt: skip
+    if compare:
+        sys.stdout.write(run(_compare(ids[0], ids[1], fmt, url, address)))
+    else:
+        sys.stdout.write(run(_report(ids[0], fmt, url, address)))
     return 0
 
 
 async def _report(migration_id: str, fmt: str, url: str | None, address: str | None) -> str:
     client = await ensure_client(address)
-    info = await api.describe(client, migration_id)
     async with open_audit_log(url) as log:
-        chain = await log.verify()
-        entries = await log.entries(migration=migration_id)
-    return render_report(build_report(info, entries, chain.ok), fmt)
+        return render_report(await full_report(client, log, migration_id), fmt)
+
+
+async def _compare(run_a: str, run_b: str, fmt: str, url: str | None, address: str | None) -> str:
+    client = await ensure_client(address)
+    async with open_audit_log(url) as log:
+        a, b = await full_report(client, log, run_a), await full_report(client, log, run_b)
+    return render_comparison(compare_reports(a, b), fmt)
+
+
+async def full_report(client: Any, log: Any, migration_id: str) -> dict[str, Any]:
+    """The report of one run from its description and audit entries; a plan's with every child's report."""
+    info = await api.describe(client, migration_id)
+    chain_ok = (await log.verify()).ok
+    children = None
+    if info["type"] == "MigrationPlan":
+        steps = (info.get("result") or info.get("progress") or {}).get("steps") or []
+        children = []
+        for step in steps:
+            try:
+                child_info = await api.describe(client, step["child_id"])
+            except NotFound:  # never started (skipped, or not reached yet)
+                children.append(child_section(step, None))
+                continue
+            child = build_report(child_info, await log.entries(migration=step["child_id"]), chain_ok)
+            children.append(child_section(step, child))
+    return build_report(info, await log.entries(migration=migration_id), chain_ok, children)
 
 
 async def record_request(event: str, info: dict[str, Any], actor: tuple[str, str]) -> None:

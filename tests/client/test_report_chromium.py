@@ -76,3 +76,21 @@ async def test_the_html_report_shows_the_figures_in_a_browser(temporal_client, t
     assert re.search(rf"target digest\s+{re.escape(result.target_digest)}", text) and re.search(r"digests match\s+yes", text)
     assert re.search(r"started by\s+dana on ", text) and re.search(r"hash chain\s+intact", text)
     assert re.search(r"copying\s+\S+Z\s+\d+(\.\d+)?", text)  # the steps table, with timings
+
+
+async def test_a_plan_report_in_a_browser_shows_each_childs_figures(temporal_client, task_queue, tmp_path, monkeypatch):
+    from client.cli.audit import full_report
+    from tests.client.test_report_plans import plan_run
+
+    monkeypatch.setenv("SNAKEPIT_AUDIT_URL", f"sqlite://{tmp_path}/audit.db")
+    result = await plan_run(temporal_client, task_queue, tmp_path / "plan", 90)
+    assert result.status == "completed", result.error
+    async with open_audit_log() as log:
+        report = await full_report(temporal_client, log, result.plan_id)
+    page = tmp_path / "plan-report.html"
+    page.write_text(render_report(report, "html"))
+    text = await rendered_text(page)
+    assert f"Migration report: {result.plan_id} completed" in text
+    assert re.search(r"Step copy \(sessions\): completed", text) and re.search(r"sessions copied\s+90", text)
+    assert re.search(r"Step cfg \(config\): completed", text) and re.search(r"to version\s+0\.10", text)
+    assert re.search(r"total sessions copied\s+90", text)
