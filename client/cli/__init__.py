@@ -100,6 +100,9 @@ def entry_with(action: Callable[[], object]) -> None:
     process exits straight away with the command's code.
     """
     code = guarded(action)
+    from client.telemetry import flush_telemetry
+
+    flush_telemetry()  # os._exit runs no exit handler: buffered spans and metrics go now
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
