@@ -259,8 +259,11 @@ async def show_status(client: Client, info: dict[str, Any], watch: bool, json_ou
         if json_out:
             emit_json({**info, "children": phases})
         else:
-            out.print(render_tree(progress.plan_id, progress.plan, progress.environment,
-                                  f"running, group {progress.group}/{progress.groups}", progress.steps, phases))
+            where = (f"paused before group {progress.group + 1}/{progress.groups}" if progress.phase == "paused"
+                     else f"running, group {progress.group}/{progress.groups}")
+            out.print(render_tree(progress.plan_id, progress.plan, progress.environment, where, progress.steps, phases))
+            if progress.paused:
+                out.print(progress.paused)
         return 0
     if json_out:
         emit_json(info)
