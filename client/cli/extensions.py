@@ -18,7 +18,7 @@ from client.cli.locks import is_lock_refusal, locked_after_start, refuse_if_lock
 from client.cli.progress import ProgressView
 from client.embedded import ensure_client, worker_while_waiting
 from deployment.audit import default_actor
-from deployment.errors import BadInput
+from deployment.errors import BadInput, MigrateError
 from deployment.extensions.base import instantiate
 from deployment.extensions.registry import load_extension
 from workflows.locks import run_resources
@@ -212,9 +212,19 @@ async def _rollback(migration_id: str, address: str | None, json_out: bool) -> i
 async def rollback_run(client: Any, migration_id: str, json_out: bool) -> int:
     """Roll a custom migration back, wait, print the result and return the exit code (also for ``rollback ID``)."""
     handle = await api.request_extension_rollback(client, migration_id)
-    async with worker_while_waiting(client, handle):
-        with ProgressView(quiet=json_out and not err.is_terminal, unit="items") as view:
-            result = await api.wait_for_custom_migration(handle, view)
+    try:
+        async with worker_while_waiting(client, handle):
+            with ProgressView(quiet=json_out and not err.is_terminal, unit="items") as view:
+                result = await api.wait_for_custom_migration(handle, view)
+    except WorkflowFailureError as exc:
+        if is_lock_refusal(exc):  # the undo run writes the same resources: another run holds one
+            params = await api.original_input(client, handle.id)
+            try:
+                declared = check_locally(CustomMigrationInput.model_validate(params))
+            except (MigrateError, ValueError):  # not installed here: the refusal still names the lock
+                declared = []
+            raise await locked_after_start(client, exc, run_resources("custom", params, declared)) from None
+        raise
     if result.status == "rolled_back":
         result.error = None  # a requested rollback that completed is a success of this command
     return report_result(result, json_out)

@@ -149,3 +149,24 @@ async def test_wait_for_lock_waits_for_the_holder_and_then_runs(temporal_client,
     first = await api.wait_for_custom_migration(holder)
     second = await api.wait_for_custom_migration(waiter)
     assert (first.status, second.status) == ("completed", "completed"), (first.error, second.error)
+
+
+async def test_undoing_a_completed_run_while_another_holds_its_store_exits_3_naming_the_holder(
+    temporal_client, task_queue, tmp_path, sqlite_url, audit_url  # noqa: F811
+):
+    await fill(sqlite_url, 1500)
+    done = await api.wait_for_custom_migration(await start(temporal_client, task_queue, extension="rekey-sessions",
+                                                           params={"store": sqlite_url, **RENAME}, slice_seconds=0.2))  # fmt: skip
+    assert done.status == "completed", done.error
+    holder = await start(temporal_client, task_queue, extension="rekey-sessions", max_per_second=100, slice_seconds=0.5,
+                         params={"store": sqlite_url, "from_key": "lang", "to_key": "language"})  # fmt: skip
+    await wait_until_applying(holder)
+    address = temporal_client.service_client.config.target_host
+    env = {**os.environ, "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    undo = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "client.cli", "extensions", "rollback", done.migration_id,
+                                                    "--address", address], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert undo.returncode == 3, undo.stderr
+    assert f"{sqlite_url} by {holder.id}" in undo.stderr and "Traceback" not in undo.stderr
+    await api.request_extension_rollback(temporal_client, holder.id)
+    assert (await api.wait_for_custom_migration(holder)).status == "rolled_back"
