@@ -12,6 +12,12 @@ what it killed, and waits for the run to converge. Then it checks:
   byte (so every expiry is kept), with no journal left but its own;
 * rolled back → the target is as it was found, with no journal at all.
 
+The other migration types have their trials in :mod:`tests.chaos.other_kinds`
+(a config directory refusing writes, a fleet instance SIGKILLed during a
+rolling restart, a custom extension raising in its apply step). Every trial,
+of every kind, also checks the audit log the worker wrote: its hash chain
+intact, and the run in it from start to end.
+
 ``python -m tests.chaos.harness --trials 50 --seed 7`` prints a JSON summary.
 """
 
@@ -30,6 +36,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,7 +52,8 @@ from deployment.sessions.verify import compare_stores
 from workflows.session_models import MigrationProgress, SessionMigrationInput
 
 PG = os.environ.get("SNAKEPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-FAULTS = ("worker_kill", "temporal_restart", "pg_terminate", "redis_restart")
+SESSION_FAULTS = ("worker_kill", "temporal_restart", "pg_terminate", "redis_restart")
+FAULTS = (*SESSION_FAULTS, "config_permission", "fleet_instance_kill", "extension_raise")
 
 
 def free_port() -> int:
@@ -86,6 +95,8 @@ class Services:
         self.temporal_port, self.redis_port = free_port(), free_port()
         self.queue = f"chaos-{uuid.uuid4().hex[:6]}"
         self.log = (folder / "services.log").open("ab")
+        self.audit_url = f"sqlite://{folder / 'audit.db'}"  # the log the worker writes; its chain is checked after each trial
+        self.worker_env = {**os.environ, "SNAKEPIT_AUDIT_URL": self.audit_url, "SNAKEPIT_MIGRATE_HOME": str(folder / "home")}
         self.temporal: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.redis: subprocess.Popen | None = None
@@ -98,8 +109,8 @@ class Services:
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
-    def _spawn(self, cmd: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(cmd, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True)
+    def _spawn(self, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen(cmd, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
     def start_temporal(self) -> None:
         self.temporal = self._spawn([
@@ -111,7 +122,7 @@ class Services:
 
     def start_worker(self) -> None:
         self.worker = self._spawn([sys.executable, "-m", "client.cli", "worker", "--address", self.address,
-                                   "--task-queue", self.queue])  # fmt: skip
+                                   "--task-queue", self.queue], self.worker_env)  # fmt: skip
 
     def start_redis(self) -> None:
         self.redis = self._spawn([
@@ -176,80 +187,123 @@ async def store_state(url: str) -> tuple[dict[str, bytes], list[str]]:
         return held, await store.journal_ids()
 
 
-async def run_trial(trial: Trial, timeout: float = 240) -> Trial:
+async def audit_problems(url: str, migration_id: str) -> list[str]:
+    """The audit log the run wrote: its hash chain intact, and the run in it from start to end."""
+    from deployment.audit import open_audit_log
+
+    async with open_audit_log(url) as log:
+        report = await log.verify()
+        events = [e.event for e in await log.entries(migration=migration_id)]
+    problems = [f"audit chain broken: {p.message}" for p in report.problems] or ([] if report.ok else ["audit chain not ok"])
+    if "started" not in events or "ended" not in events:
+        problems.append(f"audit log lacks the run's start or end: {events}")
+    return problems
+
+
+@asynccontextmanager
+async def trial_run(trial: Trial, redis: bool = False) -> AsyncIterator[Services]:
+    """The services of one trial, started; afterwards the verdict (a harness failure is a finding) and clean-up."""
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="chaos-"))
     svc = Services(folder)
-    table = f"chaos_{uuid.uuid4().hex[:8]}"
-    snap = folder / "in.jsonl"
-    write_snapshot(snap, generate_sessions(trial.sessions, now=time.time(), expired_fraction=0.05, seed=hash(table) % 1000))
     try:
         svc.start_temporal()
-        svc.start_redis()
+        if redis:
+            svc.start_redis()
         svc.start_worker()
-        target = f"{PG}?table={table}" if trial.target == "postgresql" else f"{svc.redis_url}?prefix={table}:"
-        before, _ = await store_state(target)
-        client = await connect(svc.address)
-        handle = await api.start_session_migration(
-            client, SessionMigrationInput(source=f"jsonl://{snap}", target=target, batch_size=20, slice_seconds=1.0),
-            task_queue=svc.queue,
-        )  # fmt: skip
-        goal = int(trial.sessions * trial.at_fraction)
-        while True:
-            p = await handle.query("progress", result_type=MigrationProgress)
-            if p.phase not in ("pending", "validating", "backup") and p.done >= goal or p.phase == "done":
-                break
-            await asyncio.sleep(0.05)
-        trial.injected = await inject(trial, svc, table)
-        client = await connect(svc.address)  # the old connection may have died with the server
-        result = await asyncio.wait_for(api.wait_for_result(client.get_workflow_handle(handle.id)), timeout)
-        trial.outcome = result.status
-        after, journals = await store_state(target)
-        async with open_store(f"jsonl://{snap}") as src, open_store(target) as tgt:
-            report = await compare_stores(src, tgt)
-        if result.status == "completed":
-            if not report.ok:
-                trial.problems.append(f"target differs: {report.missing_count} missing, "
-                                      f"{report.mismatched_count} mismatched, {report.extra_count} extra")  # fmt: skip
-            if journals not in ([], [handle.id]):
-                trial.problems.append(f"journals left: {journals}")
-        elif result.status == "rolled_back":
-            if after != before:
-                trial.problems.append(f"target not as found: {len(after)} sessions, {len(before)} before")
-            if journals:
-                trial.problems.append(f"journals left after rollback: {journals}")
-        else:
-            trial.problems.append(f"did not converge: {result.status} ({result.error})")
+        yield svc
         trial.invariants_ok = not trial.problems
     except asyncio.TimeoutError:
         trial.outcome = "stuck"
-        trial.problems.append(f"no final state within {timeout:.0f} s")
+        trial.problems.append("no final state within the trial's time")
     except Exception as exc:  # a harness failure is a finding, reported in the summary
         trial.outcome = "error"
         trial.problems.append(f"{type(exc).__name__}: {exc}")
     finally:
         svc.stop()
-        async with asyncpg.create_pool(PG, min_size=1, max_size=1) as pool:
-            await pool.execute(f"DROP TABLE IF EXISTS {table}, {table}_migrate_journal, {table}_migrate_control")
         shutil.rmtree(folder, ignore_errors=True)
         trial.seconds = round(time.monotonic() - started, 1)
+
+
+def judge(trial: Trial, status: str, error: str | None, completed: list[str], rolled_back: list[str]) -> None:
+    """Record the outcome and the problems the invariants of that outcome found."""
+    trial.outcome = status
+    if status == "completed":
+        trial.problems += completed
+    elif status == "rolled_back":
+        trial.problems += rolled_back
+    else:
+        trial.problems.append(f"did not converge: {status} ({error})")
+
+
+async def run_trial(trial: Trial, timeout: float = 240) -> Trial:
+    """A session migration with one fault mid-copy (the fault kinds of :data:`SESSION_FAULTS`)."""
+    table = f"chaos_{uuid.uuid4().hex[:8]}"
+    async with trial_run(trial, redis=True) as svc:
+        try:
+            snap = svc.folder / "in.jsonl"
+            write_snapshot(snap, generate_sessions(trial.sessions, now=time.time(), expired_fraction=0.05, seed=hash(table) % 1000))
+            target = f"{PG}?table={table}" if trial.target == "postgresql" else f"{svc.redis_url}?prefix={table}:"
+            before, _ = await store_state(target)
+            client = await connect(svc.address)
+            handle = await api.start_session_migration(
+                client, SessionMigrationInput(source=f"jsonl://{snap}", target=target, batch_size=20, slice_seconds=1.0),
+                task_queue=svc.queue,
+            )  # fmt: skip
+            goal = int(trial.sessions * trial.at_fraction)
+            while True:
+                p = await handle.query("progress", result_type=MigrationProgress)
+                if p.phase not in ("pending", "validating", "backup") and p.done >= goal or p.phase == "done":
+                    break
+                await asyncio.sleep(0.05)
+            trial.injected = await inject(trial, svc, table)
+            client = await connect(svc.address)  # the old connection may have died with the server
+            result = await asyncio.wait_for(api.wait_for_result(client.get_workflow_handle(handle.id)), timeout)
+            after, journals = await store_state(target)
+            async with open_store(f"jsonl://{snap}") as src, open_store(target) as tgt:
+                report = await compare_stores(src, tgt)
+            differs = [] if report.ok else [f"target differs: {report.missing_count} missing, "
+                                            f"{report.mismatched_count} mismatched, {report.extra_count} extra"]  # fmt: skip
+            judge(trial, result.status, result.error,
+                  completed=differs + ([f"journals left: {journals}"] if journals not in ([], [handle.id]) else []),
+                  rolled_back=([f"target not as found: {len(after)} sessions, {len(before)} before"] if after != before else [])
+                  + ([f"journals left after rollback: {journals}"] if journals else []))  # fmt: skip
+            trial.problems += await audit_problems(svc.audit_url, handle.id)
+        finally:
+            async with asyncpg.create_pool(PG, min_size=1, max_size=1) as pool:
+                await pool.execute(f"DROP TABLE IF EXISTS {table}, {table}_migrate_journal, {table}_migrate_control")
     return trial
 
 
 def sample(trials: int, seed: int) -> list[Trial]:
-    """A seeded random sample of fault points: every kind, at random fractions, on both targets."""
+    """A seeded random sample of fault points: every kind in turn, at random fractions, on both targets."""
     rng = random.Random(seed)
-    return [Trial(fault=FAULTS[i % len(FAULTS)], at_fraction=round(rng.uniform(0.05, 0.95), 2),
-                  target=rng.choice(["postgresql", "redis"])) for i in range(trials)]  # fmt: skip
+    fixed = {"pg_terminate": "postgresql", "redis_restart": "redis"}  # a fault that touches only one kind of store
+
+    def trial(fault: str) -> Trial:
+        at, target = round(rng.uniform(0.05, 0.95), 2), rng.choice(["postgresql", "redis"])
+        return Trial(fault=fault, at_fraction=at, target=fixed.get(fault, target))
+
+    return [trial(FAULTS[i % len(FAULTS)]) for i in range(trials)]
+
+
+async def run_any(trial: Trial) -> Trial:
+    """Run a trial of any fault kind."""
+    from tests.chaos import other_kinds
+
+    runner = {"config_permission": other_kinds.run_config_trial, "fleet_instance_kill": other_kinds.run_fleet_trial,
+              "extension_raise": other_kinds.run_extension_trial}.get(trial.fault, run_trial)  # fmt: skip
+    return await runner(trial)
 
 
 async def main(trials: int, seed: int) -> dict:
-    done = [await run_trial(t) for t in sample(trials, seed)]
+    done = [await run_any(t) for t in sample(trials, seed)]
     return {
         "faults_injected": len(done),
         "converged": sum(t.outcome in ("completed", "rolled_back") for t in done),
         "invariant_violations": sum(not t.invariants_ok for t in done),
         "by_fault": {f: sum(t.fault == f for t in done) for f in FAULTS},
+        "outcomes": {o: sum(t.outcome == o for t in done) for o in sorted({t.outcome for t in done})},
         "trials": [asdict(t) for t in done],
     }
 
