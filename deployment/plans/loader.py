@@ -45,6 +45,10 @@ class _Loader(yaml.SafeLoader):
         result.line, result.key_lines = node.start_mark.line + 1, {}
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (list, dict)):
+                raise yaml.MarkedYAMLError("while reading a mapping", node.start_mark,
+                                           "a key must be a plain value (a name or a number), not a list or a mapping",
+                                           key_node.start_mark)  # fmt: skip
             if key in result:
                 raise yaml.MarkedYAMLError("while reading a mapping", node.start_mark,
                                            f"the key {key!r} is set twice", key_node.start_mark)
@@ -74,6 +78,8 @@ def parse_yaml(path: str, data: bytes) -> Any:
         raise PlanUnreadable(f"{where}: {exc.problem or exc.context}", hint="fix the YAML there") from None
     except yaml.YAMLError as exc:
         raise PlanUnreadable(f"{path}: not YAML: {exc}") from None
+    except RecursionError:
+        raise PlanUnreadable(f"{path}: nested too deeply to read", hint="a plan is a few levels of mappings and lists") from None
 
 
 def _line(mapping: Any, key: Any) -> int | None:
@@ -149,7 +155,7 @@ def _migration(item: Any, line: int, bad: Any) -> Migration | None:
             bad(f"{mid}: unknown key {key!r}", _line(item, key), f"the keys of a migration are: {', '.join(sorted(_MIGRATION_KEYS))}", mid)
             ok = False
     mtype = item.get("type")
-    if mtype not in WORKFLOW_TYPES:
+    if not isinstance(mtype, str) or mtype not in WORKFLOW_TYPES:
         bad(f"{mid}: type {mtype!r} is not one of {', '.join(WORKFLOW_TYPES)}", _line(item, "type") or item.line, migration=mid)
         return None
     params = item.get("params", Lines())
