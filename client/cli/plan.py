@@ -386,6 +386,7 @@ async def _compare(run_a: str, run_b: str, address: str | None) -> dict[str, Any
 def resume(
     plan_id: Annotated[str, typer.Argument(help="the id of a plan run its maintenance window paused")],
     window: Annotated[Optional[str], typer.Option("--window", help="the new window, e.g. 2h (default: the run's own), from now")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="send it and return; follow with: snakepit-migrate status PLAN_ID")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
     actor: Actor = None,
     json_out: Json = False,
@@ -396,24 +397,25 @@ def resume(
     from client.schedules import parse_duration
 
     window_s = parse_duration(window) if window else None
-    return run(_signal_paused(plan_id, "resume", {"window_s": window_s}, default_actor(actor), address, json_out))
+    return run(_signal_paused(plan_id, "resume", {"window_s": window_s}, default_actor(actor), address, json_out, no_wait))
 
 
 @plan_app.command("cancel")
 def cancel(
     plan_id: Annotated[str, typer.Argument(help="the id of a running or paused plan run")],
     rollback: Annotated[bool, typer.Option("--rollback", help="undo the completed steps newest first (default: keep them)")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="send it and return; follow with: snakepit-migrate status PLAN_ID")] = False,
     address: Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")] = None,
     actor: Actor = None,
     json_out: Json = False,
 ) -> int:
     """Give a plan run up: no further group starts (a running group finishes first); the completed steps stay, or
     with --rollback are undone newest first. Exit 0 when the run ended cancelled or rolled back, 1 otherwise."""
-    return run(_signal_paused(plan_id, "cancel", {"rollback": rollback}, default_actor(actor), address, json_out))
+    return run(_signal_paused(plan_id, "cancel", {"rollback": rollback}, default_actor(actor), address, json_out, no_wait))
 
 
 async def _signal_paused(plan_id: str, signal: str, params: dict[str, Any], who: tuple[str, str], address: str | None,
-                         json_out: bool) -> int:
+                         json_out: bool, no_wait: bool) -> int:
     client = await ensure_client(address)
     info = await api.describe(client, plan_id)
     phase = (info.get("progress") or {}).get("phase")
@@ -425,6 +427,10 @@ async def _signal_paused(plan_id: str, signal: str, params: dict[str, Any], who:
     await handle.signal(signal, {**params, "actor": who[0], "actor_host": who[1]})
     await record_event(f"plan_{signal}_requested", plan_id, who, params, workflow_id=plan_id)
     err.print(f"{signal} sent to {plan_id}")
+    if no_wait:
+        if json_out:
+            emit_json({"plan_id": plan_id, "signal": signal, **params})
+        return 0
     code = await follow(client, handle, json_out, [], (info.get("progress") or {}).get("pauses", 0))
     if signal == "cancel":
         ended = await api.describe(client, plan_id)

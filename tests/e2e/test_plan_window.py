@@ -171,3 +171,29 @@ async def test_rollback_when_the_window_ends(skipping, tmp_path, alerts):
     assert window["kind"] == "window_exceeded" and window["action"] == "rolling back the 1 completed step(s) newest first"
     assert ended["kind"] == "rolled_back" and ended["action"] == "completed steps undone newest first"
     assert ended["step"] == "(window)" and ended["figures"]["undone"] == ["first"]
+
+
+async def test_cli_resume_continues_a_paused_run(skipping, tmp_path, alerts):
+    """``plan resume --no-wait`` (the CLI, against the test server, which has no task-queue description for the CLI's
+    worker check: so the test follows the run) sends the signal and is audited; the run goes on to its end."""
+    import json
+    import os
+    import sys
+
+    env, queue = skipping
+    handle, urls = await start(env, queue, tmp_path, "pause")
+    await paused(env, handle)
+    cli_env = {**os.environ, "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+               "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client.cli", "plan", "resume", handle.id, "--window", "2h", "--actor", "ivy", "--no-wait", "--json",
+        env=cli_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+    assert json.loads(out) == {"plan_id": handle.id, "signal": "resume", "window_s": 7200.0}
+    result = MigrationPlanResult.model_validate(await handle.result(rpc_timeout=None))
+    assert result.status == "completed" and result.completed_order == ["first", "second"]
+    assert result.pauses[0]["resumed_by"] == "ivy" and await live(urls["other"]) == 20
+    logged = await events(handle.id)
+    assert ("plan_resume_requested", {"window_s": 7200.0}) in logged
+    assert dict(logged)["resumed"] == {"group": 2, "window_s": 7200.0, "by": "ivy", "host": dict(logged)["resumed"]["host"]}
