@@ -170,3 +170,20 @@ async def test_undoing_a_completed_run_while_another_holds_its_store_exits_3_nam
     assert f"{sqlite_url} by {holder.id}" in undo.stderr and "Traceback" not in undo.stderr
     await api.request_extension_rollback(temporal_client, holder.id)
     assert (await api.wait_for_custom_migration(holder)).status == "rolled_back"
+
+
+async def test_an_apply_slice_silent_for_the_stall_time_alerts_once_and_goes_on(
+    temporal_client, task_queue, sqlite_url, audit_url, receiver  # noqa: F811
+):
+    await fill(sqlite_url, 600, expired_fraction=0)
+    handle = await start(temporal_client, task_queue, extension="rekey-sessions", stall_alert_seconds=1, slice_seconds=30,
+                         max_per_second=150, params={"store": sqlite_url, **RENAME, "batch_size": 300})  # fmt: skip
+    result = await api.wait_for_custom_migration(handle)
+    assert result.status == "completed" and result.changed == 600, result.error
+    assert result.duration_s > 2  # the slice outlasted the stall time, or the test proves nothing
+    stalled = [a for a in receiver if a["kind"] == "stalled"]
+    assert stalled and {a["alert_id"] for a in stalled} == {stalled[0]["alert_id"]}  # one alert (a retried delivery repeats its id)
+    assert stalled[0]["migration_id"] == handle.id and stalled[0]["step"] == "applying"
+    assert "no progress reported for 1 s" in stalled[0]["error"]
+    async with open_audit_log(audit_url) as log:
+        assert [e.event for e in await log.entries(migration=handle.id)].count("stalled") == 1
