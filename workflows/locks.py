@@ -10,10 +10,18 @@ policy: when the holder ends in any way its locks end too.
 
 Runs started before lone runs locked anything take none (the ``lone-locks``
 patch), so their histories replay.
+
+A run that refuses rather than waits starts all its locks at once (one
+round trip instead of one per resource): if any is held, it releases the
+others and is refused, so no run ever holds some locks while waiting for
+another, and the lock-id order that keeps waiters from deadlocking is only
+needed when waiting (the ``parallel-locks`` patch; runs from before take them
+one by one).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from deployment.sessions.stores.base import redact_url
 
 LONE_PATCH = "lone-locks"
+PARALLEL_PATCH = "parallel-locks"
 RETRY_S = 2.0
 
 
@@ -45,27 +54,40 @@ class ResourceLocks:
 
     async def take(self, resources: list[str], holder: str, wait: bool) -> None:
         """Lock every resource, or release what was taken and fail with ``ResourceLocked`` (unless ``wait``)."""
-        for resource in sorted(resources, key=lock_id):
+        ordered = sorted(resources, key=lock_id)
+        if not wait and len(ordered) > 1 and workflow.patched(PARALLEL_PATCH):
+            await self._take_at_once(ordered, holder)
+            return
+        for resource in ordered:
             lid = lock_id(resource)
             while True:
                 try:
-                    handle = await workflow.start_child_workflow(
-                        "ResourceLock", {"resource": redact_url(resource), "holder": holder}, id=lid,
-                        parent_close_policy=ParentClosePolicy.TERMINATE,
-                    )  # fmt: skip
+                    handle = await _start_lock(resource, holder)
                     break
                 except WorkflowAlreadyStartedError:
                     if not wait:
                         await self.release()
-                        raise ApplicationError(
-                            f"{redact_url(resource)} is locked by another run (lock {lid})", {"lock_id": lid},
-                            type="ResourceLocked", non_retryable=True,
-                        )  # fmt: skip
+                        raise _refusal(resource) from None
                     self.waiting_for = lid
                     await workflow.sleep(timedelta(seconds=RETRY_S))
             self._handles.append(handle)
             self.held.append(lid)
         self.waiting_for = None
+
+    async def _take_at_once(self, ordered: list[str], holder: str) -> None:
+        """Start every lock together; if one is held (or cannot start), release the others and fail."""
+        started = await asyncio.gather(*(_start_lock(r, holder) for r in ordered), return_exceptions=True)
+        for handle in started:
+            if not isinstance(handle, BaseException):
+                self._handles.append(handle)
+                self.held.append(handle.id)
+        failed = [(r, exc) for r, exc in zip(ordered, started) if isinstance(exc, BaseException)]
+        if failed:
+            await self.release()
+            resource, exc = failed[0]
+            if isinstance(exc, WorkflowAlreadyStartedError):
+                raise _refusal(resource) from None
+            raise exc
 
     async def take_alone(self, plan_type: str, params: dict[str, Any], wait: bool, touches: list[str] | None = None) -> bool:
         """Lock the input's resources when this run is not a child (a plan parent holds them) and not a dry run.
@@ -87,3 +109,17 @@ class ResourceLocks:
             except Exception as exc:  # the lock workflow is gone: nothing is held
                 workflow.logger.warning("Lock %s was already released: %s", handle.id, exc)
             self.held.remove(handle.id)
+
+
+async def _start_lock(resource: str, holder: str) -> ChildWorkflowHandle[Any, Any]:
+    """Start the lock of ``resource`` as a child; raises WorkflowAlreadyStartedError when another run holds it."""
+    return await workflow.start_child_workflow(
+        "ResourceLock", {"resource": redact_url(resource), "holder": holder}, id=lock_id(resource),
+        parent_close_policy=ParentClosePolicy.TERMINATE,
+    )  # fmt: skip
+
+
+def _refusal(resource: str) -> ApplicationError:
+    lid = lock_id(resource)
+    return ApplicationError(f"{redact_url(resource)} is locked by another run (lock {lid})", {"lock_id": lid},
+                            type="ResourceLocked", non_retryable=True)

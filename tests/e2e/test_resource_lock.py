@@ -80,6 +80,11 @@ async def test_refused_while_held_then_free_after_the_holder_crashes(temporal_cl
         assert exc.cause.type == "ResourceLocked" and lock_id(shared) in exc.cause.message
     # the refused run released what it had taken: the other store is free
     assert await api.lock_holders(temporal_client, second) == {shared: holder}
+    # it asked for both locks at once (one round trip), not one after the other
+    kinds = [e.WhichOneof("attributes") for e in (await refused.fetch_history()).events]
+    first_answer = min(i for i, k in enumerate(kinds) if k in ("child_workflow_execution_started_event_attributes",
+                                                                "start_child_workflow_execution_failed_event_attributes"))
+    assert kinds[:first_answer].count("start_child_workflow_execution_initiated_event_attributes") == 2
 
     await temporal_client.get_workflow_handle(holder).terminate("simulated crash")
     for _ in range(100):
