@@ -185,13 +185,11 @@ class CustomMigrationWorkflow:
         saga.add("rollback_extension", lambda: self._rollback(step, result))
         self._set_phase("applying")
         try:
-            cursor = await self._apply(inp, step, result)
+            await self._apply(inp, step, result)
         finally:  # the figures as of the last finished slice, also when a later one failed
             plan = {"total": result.plan.total, "to_change": result.plan.to_change}
             self._audit.record("data_moved", plan, {"done": result.done, "changed": result.changed,
                                                     "checkpoints": result.checkpoints, "resumes": result.apply_resumes})
-        if cursor.applied:
-            result.done, result.changed = cursor.applied.done, cursor.applied.changed
         self._check_rollback_request()
         if inp.verify:
             self._set_phase("verifying")
@@ -220,6 +218,8 @@ class CustomMigrationWorkflow:
             if cursor.progress is not None:
                 result.done, result.changed = cursor.progress.done, cursor.progress.changed
             result.checkpoints, result.apply_resumes = cursor.checkpoints, cursor.resumes
+        if cursor.applied:
+            result.done, result.changed = cursor.applied.done, cursor.applied.changed
         return cursor
 
     async def _rollback(self, step: StepInput, result: CustomMigrationResult) -> int:
