@@ -15,7 +15,13 @@ from client import api
 from deployment.audit import open_audit_log
 from deployment.plans.check import validate_plan
 from tests.deployment.extensions.helpers import fill, store_bytes
-from tests.e2e.test_adapter_migration import MATH_FLEET, MATH_TOOLS, Deployment, deployment  # noqa: F401 (fixture)
+from tests.e2e.test_adapter_migration import (  # noqa: F401 (fixture)
+    MATH_FLEET,
+    MATH_TOOLS,
+    Deployment,
+    deployment,
+    save_history,
+)
 from workflows.plan_models import MigrationPlanResult
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -62,6 +68,8 @@ async def test_a_plan_that_fails_after_an_adapter_step_puts_files_and_fleet_back
     assert result.failed_step == "move" and result.completed_order == ["adapt"] and result.undone_order == ["adapt"]
     adapt = next(s for s in result.steps if s.id == "adapt")
     assert adapt.state == "undone" and adapt.rollback_id == f"{adapt.child_id}-rollback"
+    await save_history(temporal_client.get_workflow_handle(adapt.child_id), "adapter_audited")
+    await save_history(temporal_client.get_workflow_handle(adapt.rollback_id), "adapter_plan_undo")
 
     # The files byte for byte, no generic configuration left; the fleet on the custom adapter, no migration reported.
     assert dep.config_path.read_bytes() == dep.original and not (dep.folder / "generic-adapter.json").exists()

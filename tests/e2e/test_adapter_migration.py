@@ -407,7 +407,9 @@ async def test_bad_input_dicts_are_refused_before_any_step(temporal_client, task
 
 
 @pytest.mark.parametrize("name, children", [("adapter_completed", ["rollout"]), ("adapter_rolled_back", ["rollout", "rollback"]),
-                                            ("adapter_rollback_of", ["restart"])])
+                                            ("adapter_rollback_of", ["restart"]),
+                                            # with the audit trail, as a plan's child, and its undo read from its result
+                                            ("adapter_audited", ["rollout"]), ("adapter_plan_undo", ["restart"])])
 async def test_saved_history_replays(name: str, children: list[str]) -> None:
     text = (HISTORIES / f"{name}.json").read_text()
     started = [e.start_child_workflow_execution_initiated_event_attributes.workflow_id
