@@ -305,6 +305,13 @@ class FrontApp:
             return await handler(request)
         except MigrateError as exc:
             return web.json_response(to_payload(exc), status=getattr(exc, "http_status", 400))
+        except web.HTTPException as exc:  # aiohttp's own 404/405/413...: JSON like every other error
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            resp = _error(exc.status, exc.reason.title().replace(" ", ""), f"{request.method} {request.path}: {exc.reason}")
+            if "Allow" in exc.headers:
+                resp.headers["Allow"] = exc.headers["Allow"]
+            return resp
 
     @web.middleware
     async def _admin_auth(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
