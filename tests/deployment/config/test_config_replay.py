@@ -24,6 +24,13 @@ async def test_saved_history_replays(path) -> None:
 
 
 def test_the_three_outcomes_are_covered() -> None:
-    assert {p.stem for p in HISTORIES} == {"completed", "rolled_back", "refused"}
+    assert {p.stem for p in HISTORIES} == {
+        "completed", "rolled_back", "refused",  # recorded before the audit trail and the lone-run locks
+        "audited_completed", "audited_rolled_back",  # with both: audit entries, a ResourceLock child, an alert
+    }  # fmt: skip
     events = {p.stem: len(json.loads(p.read_text())["events"]) for p in HISTORIES}
     assert events["refused"] < events["completed"]
+    for name in ("audited_completed", "audited_rolled_back"):
+        text = (CORPUS / "histories" / f"{name}.json").read_text()
+        assert "append_audit_entry" in text and '"ResourceLock"' in text, name
+    assert "send_alert" in (CORPUS / "histories" / "audited_rolled_back.json").read_text()
