@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ Json = Annotated[bool, typer.Option("--json", help="print exactly one JSON objec
 # Failures found while validating that mean the input cannot work: exit 2, nothing was changed.
 BAD_INPUT_TYPES = {
     "InvalidInput", "PoolConfigError", "BadInput", "FleetUnreachable", "UnknownInstance", "FleetNotReady", "FleetBusy",
-    "InstanceError",
+    "InstanceError", "FleetChanged", "NothingToRollBack",
 }  # fmt: skip
 
 
@@ -99,6 +99,11 @@ async def _restart(inp: RollingRestartInput, migration_id: str | None, no_wait: 
         else:
             out.print(f"Started {handle.id}. Follow it with: snakepit-migrate status {handle.id} --watch")
         return 0
+    return await _follow(client, handle, inp, json_out)
+
+
+async def _follow(client: Any, handle: Any, inp: RollingRestartInput, json_out: bool) -> int:
+    """Wait for the run, showing its progress, and report its result; a run refused at its start by a lock is exit 3."""
     try:
         async with worker_while_waiting(client, handle):
             with ProgressView(quiet=json_out and not err.is_terminal, unit="instances") as view:
@@ -108,6 +113,40 @@ async def _restart(inp: RollingRestartInput, migration_id: str | None, no_wait: 
             raise await locked_after_start(client, exc, run_resources("rolling_restart", inp.lock_params())) from None
         raise
     return report_result(result, json_out)
+
+
+@fleet_app.command("rollback")
+def rollback(
+    migration_id: Annotated[str, typer.Argument(help="the id of a completed rolling restart")],
+    actor: Annotated[Optional[str], typer.Option("--actor", help="who runs it, for the audit log (default: the OS user)")] = None,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait while another run holds the fleet, instead of refusing (exit 3)")] = False,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Put every instance a completed rolling restart moved back onto the config it ran before.
+
+    Runs ``ID-rollback``: the same careful restart, one instance at a time,
+    onto each instance's previous config as ID recorded it. Refused (exit 2,
+    nothing moved) when an instance runs something else since. Exit 0 when
+    the fleet is back, 1 if the rollback failed, 2 refused, 3 locked.
+    """
+    try:
+        return run(_rollback(migration_id, default_actor(actor), wait_for_lock, address, json_out))
+    except ResourceLocked as exc:
+        return report_refusal(exc, json_out)
+
+
+async def _rollback(migration_id: str, actor: tuple[str, str], wait_for_lock: bool, address: str | None, json_out: bool) -> int:
+    client = await ensure_client(address)
+    info = await api.describe(client, migration_id)
+    if info["type"] != "RollingRestart":
+        raise BadInput(f"{migration_id} is a {info['type']}, not a rolling restart", hint=f"use: snakepit-migrate rollback {migration_id}")
+    done = await api.original_input(client, migration_id)
+    keep = {k: done[k] for k in ("fleet", "driver", "drain_timeout_s", "health_timeout_s", "settle_s") if k in done}
+    inp = RollingRestartInput(**keep, rollback_of=migration_id, actor=actor[0], actor_host=actor[1], wait_for_lock=wait_for_lock)
+    await refuse_if_locked(client, "rolling_restart", inp.lock_params())
+    handle = await api.start_rolling_restart(client, inp, f"{migration_id}-rollback", info["task_queue"])
+    return await _follow(client, handle, inp, json_out)
 
 
 def report_result(result: RollingRestartResult, json_out: bool) -> int:

@@ -21,6 +21,7 @@ from deployment.audit import open_audit_log
 from deployment.plans.check import validate_plan
 from deployment.plans.model import lock_id
 from tests.deployment.extensions.helpers import fill, store_bytes
+from tests.e2e.test_rolling_restart_ops import cli  # noqa: F401 (fixture)
 from tests.e2e.rolling_helpers import (  # noqa: F401 (fixtures)
     FAST,
     fleet,
@@ -65,7 +66,7 @@ async def restart(client, queue: str, migration_id: str | None = None, **fields)
 
 
 async def test_a_lone_restart_logs_each_instance_and_its_undo_puts_the_fleet_back(
-    temporal_client, task_queue, fleet, fleet_dir, store_url, audit_url
+    temporal_client, task_queue, fleet, fleet_dir, store_url, audit_url, cli  # noqa: F811
 ):
     before = await versions(fleet)
     old = next(iter(before.values()))
@@ -97,8 +98,10 @@ async def test_a_lone_restart_logs_each_instance_and_its_undo_puts_the_fleet_bac
     assert ended["status"] == "completed" and ended["restarted"] == 3 and ended["versions"]["w2"] == [old, "v20", "restarted"]
 
     # Undone later by a run with rollback_of: each instance back on the config it ran before, newest first.
-    undo = await restart(temporal_client, task_queue, f"{mid}-rollback", fleet=spec, rollback_of=mid, actor="dave")
-    assert undo.status == "rolled_back" and undo.error is None, undo.error
+    code, out, err = await cli("fleet", "rollback", mid, "--actor", "dave", "--json")
+    assert code == 0, (out, err)
+    undo = RollingRestartResult.model_validate(json.loads(out))
+    assert undo.migration_id == f"{mid}-rollback" and undo.status == "rolled_back" and undo.error is None, undo.error
     assert undo.rolled_back == ["w3", "w2", "w1"] and undo.config_version == old
     assert await versions(fleet) == before
     await save_history(temporal_client, undo.migration_id, "rolling_restart_rollback_of")
@@ -117,7 +120,9 @@ async def test_a_lone_restart_logs_each_instance_and_its_undo_puts_the_fleet_bac
     v23 = fleet_dir / "v23.json"
     v23.write_text(json.dumps(fleet_config("fleet_adapters.CounterAdapter", "v23", store_url)))
     assert (await restart(temporal_client, task_queue, None, fleet=spec, config_path=str(v23), instances=["w2"])).restarted == 1
-    changed = await restart(temporal_client, task_queue, None, fleet=spec, rollback_of=mid)
+    code, out, err = await cli("fleet", "rollback", mid, "--json")
+    assert code == 2, (out, err)  # refused: nothing moved
+    changed = RollingRestartResult.model_validate(json.loads(out))
     assert (changed.status, changed.error_type, changed.restarted) == ("failed", "FleetChanged", 0)
     assert f"the fleet changed since {mid} left it on v20: w2 runs v23; nothing was restarted" in changed.error
     assert (await versions(fleet))["w2"] == "v23"
