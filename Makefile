@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench chaos clean
+.PHONY: install demo test bench chaos fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.harness --trials $${CHAOS_TRIALS:-50} --seed $${CHAOS_SEED:-7}
+
+# The hypothesis fuzzers (tests/**/test_fuzz_*.py) with many more examples than CI's; FUZZ_EXAMPLES=N to change.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q -p no:cacheprovider $$(find tests -name 'test_fuzz_*.py' | sort)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
