@@ -6,13 +6,16 @@ traceback and no "internal error" (the boundary's last line of defence: any
 exception that reaches it is a bug). The commands are taken from the typer
 app itself, with their real options; values are drawn from tokens that bad
 input looks like. Nothing reaches a live service: Temporal is a closed port,
-fleets are closed ports, files live in a fresh folder. ``FUZZ_EXAMPLES``
+fleets are closed ports, and the files named are malformed ones in a folder
+of their own. ``FUZZ_EXAMPLES``
 sets the number of examples (``make fuzz`` runs many more).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +32,23 @@ SKIP = {("server",), ("worker",), ("load",), ("pool", "start"), ("adapter", "ver
 # Options whose value could reach a live service on this machine get only values that cannot.
 PINNED = {"--address": [CLOSED, ""], "--fleet": [f"http://{CLOSED}", f"local:http://{CLOSED}", "nonsense"],
           "--url": [f"http://{CLOSED}", "sqlite:///nonexistent/dir/audit.db", "bogus://x", ""]}  # fmt: skip
-TOKENS = [
+# Files the drawn arguments name: malformed ones of every kind a command reads, in one folder made once.
+FILES = Path(tempfile.mkdtemp(prefix="fuzz-cli-"))
+CONTENTS = {
+    "list-key.yaml": b"? [a, b]\n: 1\n", "deep.yaml": b"[" * 3000 + b"]" * 3000,
+    "plan.yaml": b"plan: p\nmigrations:\n  - id: a\n    type: sessions\n    params: {source: '@x', target: 3}\n",
+    "envs.yaml": b"environments: {prod: {resources: [1], throughput: {x: -1}}}\n", "garbage.bin": bytes(range(256)),
+    "config.exs": b'import Config\nconfig :snakepit, pool_size: "x", adapter_module: %{\n', "adapter.py": b"def f(:\n",
+    "corrupt.jsonl": b'{"id": "a"}\nnot json\n{"id": 1, "ttl": "x"}\n', "fake.db": b"not an sqlite file",
+    "params.json": b'{"store": 5}', "empty": b"",
+}  # fmt: skip
+for name, data in CONTENTS.items():
+    (FILES / name).write_bytes(data)
+(FILES / "dir").mkdir()
+(FILES / "dir" / "config.exs").write_bytes(CONTENTS["config.exs"])
+TOKENS = [*CONTENTS, "dir", f"jsonl://{FILES}/corrupt.jsonl", f"sqlite://{FILES}/fake.db", f"jsonl://{FILES}/garbage.bin",
+          f"sqlite://{FILES}/dir", f"@{FILES}/params.json",
+
     "", "x", "-1", "0", "3.5", "nan", "inf", "1e309", "-", "--", "--json", "--help", "💥", "é✓", "a" * 300, "../..",
     "/nonexistent/dir/file", "sqlite:///nonexistent/dir/s.db", "jsonl:///nonexistent/x.jsonl", "redis://127.0.0.1:1/0",
     "postgresql://nobody@127.0.0.1:1/db", "bogus://x", "{", "{}", '{"a": 1}', "[1, 2]", "null", "0.10", "0.3",
@@ -82,8 +101,8 @@ def argv(draw: st.DrawFn) -> list[str]:
 
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
-    """A fresh working folder and home; Temporal at a closed port."""
-    monkeypatch.chdir(tmp_path)
+    """The folder of malformed files as working folder, a fresh home; Temporal at a closed port."""
+    monkeypatch.chdir(FILES)
     monkeypatch.setenv("SNAKEPIT_MIGRATE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TEMPORAL_ADDRESS", CLOSED)
     monkeypatch.setenv("SNAKEPIT_AUDIT_URL", f"sqlite://{tmp_path / 'audit.db'}")
