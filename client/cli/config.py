@@ -198,13 +198,33 @@ async def start_config_workflow(
 
 async def rollback_config(client: Client, migration_id: str, force: bool = False, task_queue: str = TASK_QUEUE) -> Any:
     """Restore a completed config migration (what ``snakepit-migrate rollback ID`` runs for a ConfigMigration)."""
-    return await start_config_workflow(client, {"rollback_of": migration_id, "force": force}, _rollback_id(migration_id), task_queue)
+    params = await _with_path(client, {"rollback_of": migration_id, "force": force})
+    await refuse_if_locked(client, "config", params)
+    return await start_config_workflow(client, params, _rollback_id(migration_id), task_queue)
+
+
+async def _with_path(client: Client, params: dict[str, Any]) -> dict[str, Any]:
+    """A restore's params with the path the migration it undoes changed, so that the restore locks it too."""
+    from temporalio.service import RPCError
+
+    from client import api
+    from deployment.errors import NotFound
+
+    if params.get("rollback_of") and not params.get("path"):
+        try:
+            path = (await api.original_input(client, params["rollback_of"])).get("path")
+        except (NotFound, RPCError):  # an unknown id: the restore itself says so (NoConfigFound)
+            path = None
+        if path:
+            params = {**params, "path": path}
+    return params
 
 
 async def _run_workflow(params: dict[str, Any], address: str | None, json_out: bool, migration_id: str | None = None) -> int:
     from client.embedded import ensure_client, worker_while_waiting
 
     client = await ensure_client(address)
+    params = await _with_path(client, params)
     await refuse_if_locked(client, "config", params)
     async with worker_while_waiting(client):
         result = await start_config_workflow(client, params, migration_id)

@@ -20,7 +20,7 @@ from temporalio.client import WorkflowFailureError
 
 from activities.config_files import ConfigFileActivities, PlanInput, PlanResult
 from client import api
-from client.cli.config import start_config_workflow
+from client.cli.config import rollback_config, start_config_workflow
 from deployment.audit import open_audit_log
 from deployment.plans.model import lock_id
 from tests.deployment.config.config_corpus import CORPUS, snapshot
@@ -156,6 +156,7 @@ async def test_a_lone_run_holds_its_path_refusing_others_until_it_ends_or_is_ter
     temporal_env, temporal_client, tmp_path, audit_url
 ):
     folder = unit(tmp_path, "v0_8")
+    original = snapshot(folder)
     acts = HeldPlanning(tmp_path / "backups")
     queue = f"cfg-lock-{uuid.uuid4().hex[:6]}"
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
@@ -187,20 +188,21 @@ async def test_a_lone_run_holds_its_path_refusing_others_until_it_ends_or_is_ter
                 assert (await asyncio.wait_for(waiting, 60)).status == "unchanged"
                 assert await api.resource_holders(temporal_client, [str(folder)]) == {}
 
-                # a holder terminated mid-run (a crash): its lock ends with it, and the next run goes ahead
-                other = unit(tmp_path, "v0_5", "other")
+                # a holder terminated mid-run (a crash): its lock ends with it, and the next run goes ahead; here the
+                # restore of the first run, which locks the path that run changed and is refused while it is held
                 acts.go.clear()
-                crashed = await held_run(temporal_client, queue, acts, other)
-                assert await api.resource_holders(temporal_client, [str(other)]) == {str(other): crashed.id}
+                crashed = await held_run(temporal_client, queue, acts, folder)
+                code, found, err = await cli(temporal_env, tmp_path, "config", "rollback", holder.id, "--json")
+                assert code == 3 and f"{folder} by {crashed.id}" in found["error"], (found, err)
                 await crashed.terminate("simulated crash")
                 for _ in range(100):
-                    if not await api.resource_holders(temporal_client, [str(other)]):
+                    if not await api.resource_holders(temporal_client, [str(folder)]):
                         break
                     await asyncio.sleep(0.1)
-                assert await api.resource_holders(temporal_client, [str(other)]) == {}
+                assert await api.resource_holders(temporal_client, [str(folder)]) == {}
                 acts.go.set()
-                after = await start_config_workflow(
-                    temporal_client, {"path": str(other), "to_version": "0.10", "accept_findings": True}, None, queue)
-                assert after.status == "completed" and len(after.files_written) == 2
+                undone = await rollback_config(temporal_client, holder.id, task_queue=queue)
+                assert undone.status == "rolled_back" and undone.path == str(folder) and snapshot(folder) == original
+                assert "locked" in [e.event for e in await entries_of(audit_url, undone.migration_id)]
             finally:
                 acts.go.set()
