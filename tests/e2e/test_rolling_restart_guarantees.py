@@ -22,6 +22,7 @@ from deployment.plans.check import validate_plan
 from deployment.plans.model import lock_id
 from tests.deployment.extensions.helpers import fill, store_bytes
 from tests.e2e.test_rolling_restart_ops import cli  # noqa: F401 (fixture)
+from tests.e2e.test_session_alerts import receiver  # noqa: F401 (fixture)
 from tests.e2e.rolling_helpers import (  # noqa: F401 (fixtures)
     FAST,
     fleet,
@@ -134,20 +135,40 @@ async def test_a_lone_restart_logs_each_instance_and_its_undo_puts_the_fleet_bac
     assert back.restarted == 1 and await versions(fleet) == before
 
 
-async def test_a_second_restart_of_a_locked_fleet_is_refused(temporal_client, task_queue, fleet, fleet_dir, store_url):
+async def test_a_locked_fleet_is_refused_and_a_slow_instance_alerts_as_stalled(
+    temporal_client, task_queue, fleet, fleet_dir, store_url, audit_url, cli, receiver  # noqa: F811
+):
     spec = f"local:{fleet.url}"
+    v21 = fleet_dir / "v21.json"
+    v21.write_text(json.dumps(fleet_config("fleet_adapters.CounterAdapter", "v21", store_url)))
     holder = await temporal_client.start_workflow("ResourceLock", {"resource": spec, "holder": "plan-elsewhere"},
                                                   id=lock_id(spec), task_queue=task_queue)
+    before = await versions(fleet)
     try:
-        before = await versions(fleet)
-        result = await restart(temporal_client, task_queue, None, fleet=spec,
-                               config=fleet_config("fleet_adapters.CounterAdapter", "v21", store_url))
-        raise AssertionError(f"ran on a locked fleet: {result}")
-    except WorkflowFailureError as exc:
-        assert exc.cause.type == "ResourceLocked" and lock_id(spec) in exc.cause.message
+        code, out, err = await cli("fleet", "restart", "--fleet", fleet.url, "--driver", "local", "--config", str(v21), "--json")
+        assert code == 3, (out, err)
+        found = json.loads(out)
+        assert found["type"] == "ResourceLocked" and f"{spec} by an unknown run" in found["error"] and "--wait-for-lock" in found["hint"]
+        with pytest.raises(WorkflowFailureError) as refused:  # started anyway: it refuses itself before touching the fleet
+            await restart(temporal_client, task_queue, None, fleet=spec, config_path=str(v21))
+        assert refused.value.cause.type == "ResourceLocked" and lock_id(spec) in refused.value.cause.message
     finally:
         await holder.terminate("test over")
     assert await versions(fleet) == before
+
+    # free again: it runs; an instance whose restart outlasts the stall time is logged and alerted once, and goes on
+    mid = f"restart-stall-{uuid.uuid4().hex[:6]}"
+    result = await restart(temporal_client, task_queue, mid, fleet=spec, config_path=str(v21), settle_s=1.5,
+                           instances=["w1"], stall_alert_seconds=0.5)
+    assert result.status == "completed" and result.restarted == 1 and (await versions(fleet))["w1"] == "v21"
+    stalled = [a for a in receiver if a["kind"] == "stalled"]
+    assert len({a["alert_id"] for a in stalled}) == 1  # once (the receiver refuses each alert's first delivery)
+    assert stalled[0]["migration_id"] == mid and stalled[0]["step"] in ("waiting_idle", "restarting", "checking_health")
+    assert "no progress reported for 0.5 s" in stalled[0]["error"]
+    entries = await entries_of(audit_url, mid)
+    assert [e.after["stalled_s"] for e in entries if e.event == "stalled"] == [0.5]
+    back = await restart(temporal_client, task_queue, None, fleet=spec, config_path=str(fleet_dir / "v1.json"), instances=["w1"])
+    assert back.restarted == 1 and await versions(fleet) == before
 
 
 PLAN = """\
