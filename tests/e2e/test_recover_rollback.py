@@ -92,7 +92,20 @@ def as_role(base: str, role: str, table: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}", query=f"table={table}"))
 
 
-async def test_a_session_rollback_that_failed_is_named_resumed_and_validated(temporal_env, tmp_path, pg_base, pg_role):
+async def test_failed_rollbacks_are_named_resumed_and_validated(temporal_env, tmp_path, pg_base, pg_role, monkeypatch):
+    """A session migration and a config migration at once: their retry budgets (about 2 min and 1 min) overlap."""
+    monkeypatch.setenv("SNAKEPIT_MIGRATE_HOME", str(tmp_path / "worker-home"))  # the worker's config backups
+    for sub in ("sessions", "config"):
+        (tmp_path / sub).mkdir()
+    outcomes = await asyncio.gather(session_scenario(temporal_env, tmp_path / "sessions", pg_base, pg_role),
+                                    config_scenario(temporal_env, tmp_path / "config"), return_exceptions=True)  # fmt: skip
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+async def session_scenario(temporal_env, tmp_path: Path, pg_base: str, pg_role: str) -> None:  # noqa: ANN001
+    """The target's role loses its login just before the undo: rollback_failed; login back; resumed; digest equal."""
     client = temporal_env.client
     target = as_role(pg_base, pg_role, f"t_{uuid.uuid4().hex[:8]}")
     recs = list(generate_sessions(300, now=time.time(), expired_fraction=0.0, seed=11))
@@ -152,8 +165,8 @@ def chattr(flag: str, folder: Path) -> None:
     subprocess.run(["chattr", flag, str(folder)], check=True)
 
 
-async def test_a_config_restore_that_failed_is_named_resumed_and_validated(temporal_env, tmp_path, monkeypatch):
-    monkeypatch.setenv("SNAKEPIT_MIGRATE_HOME", str(tmp_path / "worker-home"))  # the worker's backups
+async def config_scenario(temporal_env, tmp_path: Path) -> None:  # noqa: ANN001
+    """The config directory turns immutable just before the restore: rollback_failed; mutable again; resumed; bytes equal."""
     folder = tmp_path / "config"
     shutil.copytree(CORPUS / "v0_5", folder)
     original = snapshot(folder)
