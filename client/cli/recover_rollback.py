@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from temporalio.client import Client
 
@@ -137,6 +138,12 @@ def config_state(case: FailedRollback) -> dict[str, Any]:
 # -- the procedure ------------------------------------------------------------------------
 
 
+def command_url(url: str) -> str:
+    """The URL as a command may carry it: a password reference (``${secret:NAME}``) kept, a literal password hidden."""
+    password = urlsplit(url).password if "://" in url else None
+    return url if not password or password.startswith("${") else redact_url(url)
+
+
 def procedure(case: FailedRollback, remains: dict[str, Any]) -> dict[str, Any]:
     """Everything a person needs to finish the rollback by hand, as one JSON-ready object."""
     failure = case.failure
@@ -155,7 +162,7 @@ def procedure(case: FailedRollback, remains: dict[str, Any]) -> dict[str, Any]:
     if case.kind == "SessionMigration":
         r = case.result
         before = r.get("target_before") or {}
-        target = redact_url(case.params["target"])
+        target = command_url(case.params["target"])
         report["done"] = {
             "target": target,
             "sessions_copied": r.get("sessions_copied", 0),
@@ -202,9 +209,12 @@ def render(report: dict[str, Any]) -> str:
     done, remains = report["done"], report["remains"]
     if report["type"] == "SessionMigration":
         before = done["target_before"] or {}
-        lines += [f"  target {done['target']}: {done['sessions_copied']} session(s) written in {done['batches']} batch(es), "
-                  f"source digest {done['source_digest']}",
-                  f"  before the migration the target held {before.get('target_count')} session(s), digest {before.get('target_digest')}"]  # fmt: skip
+        lines += [f"  before the migration the target {done['target']} held {before.get('target_count')} session(s), "
+                  f"digest {before.get('target_digest')}",
+                  f"  the run reported {done['sessions_copied']} session(s) copied in {done['batches']} batch(es) before it failed in "
+                  f"{report['failed_phase']} (writes after its last report are counted by the journal below)"]  # fmt: skip
+        if "***" in done["target"]:
+            lines.append("  (the target URL is shown without its password: put it back in place of *** in the commands below)")
         lines += ["", "What remains:"]
         if not remains["reachable"]:
             lines.append(f"  unknown: the target cannot be read ({remains['error']})")
