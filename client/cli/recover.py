@@ -58,6 +58,9 @@ def recover(
     if modes != 1:
         raise BadInput("say what to do: exactly one of ID, --scan, --cleanup ID, --resume ID",
                        hint="e.g. snakepit-migrate recover sessions-3f9c2a1b, or recover --scan --store URL")  # fmt: skip
+    if migration_id and store:
+        raise BadInput("recover ID reads the target from the run's own input: --store goes with --scan and --cleanup",
+                       hint=f"snakepit-migrate recover {migration_id}")  # fmt: skip
     if (resume_rollback or force) and not migration_id:
         raise BadInput("--resume-rollback and --force go with a migration ID", hint="snakepit-migrate recover ID --resume-rollback")
     if migration_id:
