@@ -417,7 +417,15 @@ def cancel(
 async def _signal_paused(plan_id: str, signal: str, params: dict[str, Any], who: tuple[str, str], address: str | None,
                          json_out: bool, no_wait: bool) -> int:
     client = await ensure_client(address)
-    info = await api.describe(client, plan_id)
+    return await signal_plan(client, await api.describe(client, plan_id), signal, params, who, json_out, no_wait)
+
+
+async def signal_plan(client: Client, info: dict[str, Any], signal: str, params: dict[str, Any], who: tuple[str, str],
+                      json_out: bool, no_wait: bool = False) -> int:
+    """Send ``resume`` or ``cancel`` to a plan run (``info`` from ``api.describe``), audited; then follow it to its end.
+
+    Also what ``snakepit-migrate rollback PLAN_ID`` does (``cancel`` with ``rollback``)."""
+    plan_id = info["migration_id"]
     phase = (info.get("progress") or {}).get("phase")
     if info["type"] != "MigrationPlan" or info["status"] != "running" or (signal == "resume" and phase != "paused"):
         state = f"{info['type']} {info['status']}" + (f", {phase}" if phase else "")

@@ -163,6 +163,10 @@ async def _rollback(migration_id: str, force: bool, address: str | None, json_ou
         from client.cli import adapter
 
         return await adapter.rollback_run(client, migration_id, json_out)
+    if info["type"] == "MigrationPlan":  # a running plan: no further group, completed steps undone newest first
+        from client.cli import plan
+
+        return await plan.signal_plan(client, info, "cancel", {"rollback": True}, actor, json_out)
     handle = await api.request_rollback(client, migration_id, actor)
     async with worker_while_waiting(client, handle):
         with ProgressView(quiet=json_out and not err.is_terminal) as view:

@@ -313,3 +313,44 @@ async def test_cli_audits_validation_and_submission_with_the_actor(temporal_env,
     assert ("plan_submitted", "hana") in events and ("started", "hana") in events and ("ended", "hana") in events
     started = next(e for e in run_entries if e.event == "started")
     assert started.after["digest"] == validated[1].after["digest"] and started.after["schedule_fired"] is None
+
+
+async def test_cli_rollback_of_a_running_plan_starts_no_further_group_and_undoes_the_completed(temporal_env, tmp_path,
+                                                                                              sqlite_url):
+    """``snakepit-migrate rollback PLAN_ID`` on a running plan: its running group finishes (a 3 s soak), no group
+    starts after it, and the completed step is undone; audited with the actor."""
+    import asyncio
+    import json
+    import os
+    import sys
+
+    from client import api
+    from client.connect import TASK_QUEUE
+    from deployment.audit import open_audit_log
+    from worker import build_worker
+
+    await fill(sqlite_url, 10, expired_fraction=0)
+    chain = ("plan: stoppable\nmigrations:\n"
+             "  - id: first\n    type: sessions\n    params: {source: \"@legacy\", target: \"@a\", zero_downtime: true, soak_seconds: 3}\n"
+             "  - id: second\n    type: sessions\n    depends_on: [first]\n    params: {source: \"@legacy\", target: \"@b\"}\n")  # fmt: skip
+    params = await resolved(tmp_path, chain, {"legacy": sqlite_url, "a": f"sqlite://{tmp_path}/a.db", "b": f"sqlite://{tmp_path}/b.db"})
+    env = {**os.environ, "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+           "SNAKEPIT_MIGRATE_HOME": str(tmp_path / "home")}  # fmt: skip
+    async with build_worker(temporal_env.client, TASK_QUEUE):  # the worker a deployment runs: the CLI's task queue
+        handle = await temporal_env.client.start_workflow("MigrationPlan", params, id=f"plan-{uuid.uuid4().hex[:8]}",
+                                                          task_queue=TASK_QUEUE)
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "client.cli", "rollback", handle.id, "--actor", "jo",
+                                                    "--json", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 180)
+        info = await api.describe(temporal_env.client, handle.id)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+    result = json.loads(out)
+    assert result["status"] == "rolled_back" and result["failed_step"] == "(cancelled)"
+    assert {s["id"]: s["state"] for s in result["steps"]} == {"first": "undone", "second": "skipped"}
+    assert not (tmp_path / "b.db").exists()
+    assert info["status"] == "rolled_back"  # the run's own result says so too
+    async with open_audit_log() as log:
+        logged = [(e.event, e.actor) for e in await log.entries(migration=handle.id)]
+    names = [e for e, _ in logged]
+    assert ("plan_cancel_requested", "jo") in logged
+    assert names.index("step_finished") < names.index("cancelled") < names.index("rollback") < names.index("ended")
