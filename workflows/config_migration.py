@@ -17,6 +17,7 @@ or a rollback alerts), and a run on its own locks its path first (see
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -55,6 +56,7 @@ _PERMANENT = [
 # the common phase names of the ``progress`` query
 _PROGRESS_PHASE = {"pending": "pending", "planning": "validating", "backup": "backup", "writing": "copying",
                    "validating": "verifying", "rolling_back": "rolling_back", "done": "done"}
+_LISTED = 40  # files named one by one in an audit entry (its state must stay under 8 KiB)
 _TIMEOUTS = {"start_to_close_timeout": timedelta(minutes=2), "heartbeat_timeout": timedelta(seconds=30)}
 
 
@@ -205,7 +207,7 @@ class ConfigMigrationWorkflow:
         result.files_written = written.written + written.already
         self._files = (len(result.files_written), self._files[1])
         self._audit.record("data_moved", _digests(plan, "before_digest"), {
-            **_digests(plan, "after_digest"), "files_written": result.files_written, "changes": len(plan.changes),
+            **_digests(plan, "after_digest"), "files_written": result.files_written[:_LISTED], "changes": len(plan.changes),
             "diff_lines": _diff_size(plan.diff),
         })  # fmt: skip
         self._set_phase("validating")
@@ -265,8 +267,11 @@ class ConfigMigrationWorkflow:
 
 
 def _digests(plan: PlanResult, which: str) -> dict[str, Any]:
-    """Each changed file's digest before or after the write (the file's bytes never enter the log)."""
-    return {"digests": {f.path: getattr(f, which) for f in plan.files if f.changed}}
+    """The changed files' digests before or after the write (never their bytes): each of the first ``_LISTED``,
+    and one SHA-256 over every (path, digest), so that an entry stays small however large the unit."""
+    changed = sorted((f.path, getattr(f, which)) for f in plan.files if f.changed)
+    every = hashlib.sha256("".join(f"{p}\0{d}\n" for p, d in changed).encode()).hexdigest()
+    return {"files": len(changed), "digests": dict(changed[:_LISTED]), "all_files_sha256": every}
 
 
 def _diff_size(diff: str) -> dict[str, int]:

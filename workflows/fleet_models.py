@@ -228,5 +228,5 @@ class RollingRestartResult(BaseModel):
         state = self.model_dump(include={"status", "fleet", "config_version", "dry_run", "restarted", "error_type",
                                          "failed_instance", "failed_phase"})  # fmt: skip
         state.update(error=(self.error or "")[:500] or None, restored=len(self.rolled_back), rolled_back=self.rolled_back,
-                     versions={i.id: [i.from_version, i.to_version, i.outcome] for i in self.instances})
+                     versions={i.id: [i.from_version, i.to_version, i.outcome] for i in self.instances[:50]})
         return state

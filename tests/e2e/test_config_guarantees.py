@@ -74,6 +74,8 @@ async def test_a_completed_migration_and_its_rollback_leave_every_step_with_the_
     written = {p: e.after_digest for e in result.backup.files for p in [e.path]}
     assert moved.after["digests"] == written and sorted(moved.after["files_written"]) == sorted(result.files_written)
     assert moved.before["digests"] == {e.path: e.digest for e in result.backup.files}
+    assert moved.after["files"] == moved.before["files"] == len(result.backup.files)
+    assert moved.after["all_files_sha256"] != moved.before["all_files_sha256"]
     assert moved.after["diff_lines"]["added"] > 0
     assert ended.after["status"] == "completed" and ended.after["files_written"] == len(result.files_written) > 0 and ended.after["error"] is None
     assert await api.resource_holders(temporal_client, [str(folder)]) == {}  # released at the end
