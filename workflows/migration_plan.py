@@ -93,6 +93,7 @@ def _child_failure(exc: BaseException) -> tuple[str, dict[str, Any]]:
 
 WINDOW_PATCH = "plan-window"  # the window_exceeded alert, and a paused run that waits for resume or cancel
 INDEX_PATCH = "plan-index"  # search attributes on the plan and its children, when the input asks
+CANCEL_PATCH = "plan-cancel"  # a cancel (or rollback) signal stops the run before its next group
 
 
 @workflow.defn(name="MigrationPlan")
@@ -108,6 +109,7 @@ class MigrationPlanWorkflow:
         self._indexed = False
         self._resume: ResumeInput | None = None
         self._cancel: CancelInput | None = None
+        self._cancelled = False  # a cancel this run acts on
 
     @workflow.query(name="progress")
     def progress(self) -> PlanProgress:
@@ -243,7 +245,7 @@ class MigrationPlanWorkflow:
         window_s, window_from = inp.window_s, result.started_at
         n = 0
         while n < len(inp.levels):
-            if self._cancel is not None:
+            if self._cancel_asked():
                 result.failed_step = "(cancelled)"
                 result.error = f"cancelled by an operator before group {n + 1} of {len(inp.levels)}"
                 break
@@ -270,13 +272,14 @@ class MigrationPlanWorkflow:
             if s.state == "pending":
                 s.state = "skipped"
         window_ended = result.failed_step == "(window)"
-        if self._cancel is not None:
+        if self._cancelled:
+            assert self._cancel is not None
             self._audit.record("cancelled", None, {**self._cancel.model_dump(), "before_group": n + 1})
-        if self._cancel is not None and not self._cancel.rollback:
+        if self._cancelled and not (self._cancel and self._cancel.rollback):
             result.status = "cancelled"
         elif window_ended and inp.on_window_exceeded == "pause":
             result.status = "paused"  # a run from before the plan-window patch: completed steps stay, the rest wait
-        elif (inp.policy == "rollback" or window_ended or self._cancel is not None) and not inp.dry_run:
+        elif (inp.policy == "rollback" or window_ended or self._cancelled) and not inp.dry_run:
             await self._roll_back(inp, steps, state, result)
         else:
             result.status = "failed"
@@ -299,7 +302,8 @@ class MigrationPlanWorkflow:
         await workflow.wait_condition(lambda: self._resume is not None or self._cancel is not None)
         self._progress.paused = None
         self._set_phase("running")
-        if self._cancel is not None:
+        if self._cancel is not None:  # cancel wins over a resume sent with it (the cancel patch came with the pause)
+            self._cancelled = True
             pause["ended_by"] = "cancel"
             result.failed_step = "(cancelled)"
             result.error = f"cancelled by {self._cancel.actor or 'an operator'} while paused: {result.error}"
@@ -310,6 +314,12 @@ class MigrationPlanWorkflow:
         new_window = resumed.window_s or window_s
         self._audit.record("resumed", None, {"group": group, "window_s": new_window, "by": resumed.actor, "host": resumed.actor_host})
         return new_window
+
+    def _cancel_asked(self) -> bool:
+        """Whether a cancel (or rollback) signal stops the run now; runs from before it ignore one (the cancel patch)."""
+        if self._cancel is not None and not self._cancelled:
+            self._cancelled = workflow.patched(CANCEL_PATCH)
+        return self._cancelled
 
     async def _run_child(self, inp: MigrationPlanInput, step: ResolvedStep, state: StepProgress, result: MigrationPlanResult) -> None:
         child_input = dict(step.input, dry_run=True) if inp.dry_run else dict(step.input)
