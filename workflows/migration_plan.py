@@ -14,7 +14,7 @@ a ``window_exceeded`` alert goes out, and the run rolls back or pauses, by
 which starts the remaining groups in a new window, or for ``cancel``
 (``plan cancel [--rollback]``), which ends it keeping or undoing the completed
 steps.  ``cancel`` (and ``rollback``) sent to a running plan stop it before
-its next group.  Runs that reached their window before this existed ended as
+its next group (the ``plan-cancel`` patch).  Runs that reached their window before this existed ended as
 ``paused`` at once (the ``plan-window`` patch).
 
 Every action goes to the audit log (:class:`workflows.audit_trail.AuditTrail`):
