@@ -127,6 +127,9 @@ async def _scan(stores: list[str], address: str | None, json_out: bool) -> int:
                 entry = {"store": redact_url(url), "migration_id": mid, "run": state,
                          "partial_data": state not in EXPECTED}  # fmt: skip
                 entry["advice"] = EXPECTED.get(state) or (
+                    f"its rollback failed: snakepit-migrate recover {mid} (what remains, and how to finish it), "
+                    f"then recover {mid} --resume-rollback"
+                    if state == "rollback_failed" else
                     f"snakepit-migrate recover --cleanup {mid} --store URL (put the target back), "
                     f"or --resume {mid} (finish the copy)"
                 )

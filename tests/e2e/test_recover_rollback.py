@@ -147,6 +147,9 @@ async def session_scenario(temporal_env, tmp_path: Path, pg_base: str, pg_role: 
         remains = json.loads(out)["remains"]
         assert remains["to_restore"] == 60 and set(remains["ids_to_restore"]) <= set(written)
         assert remains["target_now"]["count"] == 10 + 57  # its own, plus what the copy added (three it overwrote)
+        code, out, _ = await asyncio.to_thread(cli, temporal_env, tmp_path, "recover", "--scan", "--store", target, "--json")
+        [journal] = json.loads(out)["journals"]
+        assert code == 1 and journal["run"] == "rollback_failed" and f"recover {mid} --resume-rollback" in journal["advice"]
 
         code, out, err = await asyncio.to_thread(cli, temporal_env, tmp_path, "recover", mid, "--resume-rollback", "--json")
         done = json.loads(out)
