@@ -200,11 +200,29 @@ def report_migration(result: AdapterMigrationResult, json_out: bool) -> int:
 
 
 async def rollback_run(client: Any, migration_id: str, json_out: bool) -> int:
-    """``rollback ID`` of an adapter migration: signal a running one, undo a completed one, and report."""
-    handle = await api.request_adapter_rollback(client, migration_id)
-    async with worker_while_waiting(client, handle):
-        with ProgressView(quiet=json_out and not err.is_terminal, unit="steps") as view:
-            result = await api.wait_for_adapter_migration(handle, view)
+    """``rollback ID`` of an adapter migration: signal a running one, undo a completed one, and report.
+
+    The undo of a completed one locks what the migration did (fleet, files): refused with exit 3 while another run holds them.
+    """
+    info = await api.describe(client, migration_id)
+    undo = None
+    if info["status"] != "running":
+        try:
+            done = await api.original_input(client, migration_id)
+            undo = AdapterMigrationInput.model_validate({**done, "rollback_of": migration_id, "dry_run": False})
+        except ValidationError:  # not an adapter migration's input: request_adapter_rollback says what is wrong
+            undo = None
+    if undo is not None:
+        await refuse_if_locked(client, "adapter", undo.lock_params())
+    handle = await api.request_adapter_rollback(client, migration_id, info)
+    try:
+        async with worker_while_waiting(client, handle):
+            with ProgressView(quiet=json_out and not err.is_terminal, unit="steps") as view:
+                result = await api.wait_for_adapter_migration(handle, view)
+    except WorkflowFailureError as exc:  # a lock taken between the check and the start
+        if is_lock_refusal(exc) and undo is not None:
+            raise await locked_after_start(client, exc, run_resources("adapter", undo.lock_params())) from None
+        raise
     if handle.id == migration_id and result.status == "rolled_back" and result.error_type == "RollbackRequested":
         result.error = None  # a requested rollback that completed is a success of this command
     return report_migration(result, json_out)

@@ -3,6 +3,7 @@ completed adapter step (the undo read from that run's result) after a later step
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 from pathlib import Path
@@ -14,11 +15,13 @@ from activities.adapters import GENERIC_ADAPTER
 from client import api
 from deployment.audit import open_audit_log
 from deployment.plans.check import validate_plan
+from deployment.plans.model import lock_id
 from tests.deployment.extensions.helpers import fill, store_bytes
 from tests.e2e.test_adapter_migration import (  # noqa: F401 (fixture)
     MATH_FLEET,
     MATH_TOOLS,
     Deployment,
+    cli,
     deployment,
     save_history,
 )
@@ -102,3 +105,21 @@ async def test_a_plan_that_fails_after_an_adapter_step_puts_files_and_fleet_back
     assert rollback.after["fleet_restarted"] == 2 and undone[-1].event == "ended"
     assert any(e.event == "fleet_restarted" and e.after["instances"] == {"w1": "v1", "w2": "v1"} for e in undone)
     assert GENERIC_ADAPTER not in dep.config_path.read_text()
+
+
+async def test_a_migration_of_a_locked_fleet_is_refused_with_exit_3_naming_the_holder(
+    temporal_client, task_queue, cli, tmp_path: Path  # noqa: F811
+) -> None:
+    spec = "local:http://127.0.0.1:9"
+    pool = tmp_path / "pool.json"
+    pool.write_text("{}")
+    holder = await temporal_client.start_workflow("ResourceLock", {"resource": spec, "holder": "another-run"},
+                                                  id=lock_id(spec), task_queue=task_queue)
+    try:
+        code, out, err = await cli("adapter", "migrate", str(MATH_TOOLS), "--fleet", spec, "--config", str(pool), "--json")
+    finally:
+        await holder.terminate("test over")
+    assert code == 3, (out, err)
+    found = json.loads(out)
+    assert found["type"] == "ResourceLocked" and f"{spec} by an unknown run" in found["error"] and "--wait-for-lock" in found["hint"]
+    assert pool.read_text() == "{}"
