@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 
 from activities import all_activities
 from activities.metrics import ActivityMetricsInterceptor
-from client.connect import TASK_QUEUE, connect
+from client.connect import TASK_QUEUE, connect, forward_core_logs
 from client.telemetry import setup_telemetry
 from workflows import all_workflows
 
@@ -51,6 +51,7 @@ async def run_worker(address: str | None = None, task_queue: str = TASK_QUEUE) -
 def main() -> int:
     """``python worker.py [ADDRESS]``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    forward_core_logs()
     try:
         asyncio.run(run_worker(sys.argv[1] if len(sys.argv) > 1 else None))
     except KeyboardInterrupt:

@@ -3,12 +3,14 @@ worker, the CLI, the Python API and the tests."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig
 
 TASK_QUEUE = "snakepit-migrations"
 DEFAULT_ADDRESS = "localhost:7233"
@@ -32,3 +34,16 @@ def resolve_address(address: str | None) -> str:
 async def connect(address: str | None = None, namespace: str = NAMESPACE) -> Client:
     """Connect to Temporal at ``address`` with the project's converter and tracing."""
     return await Client.connect(resolve_address(address), namespace=namespace, **client_options())
+
+
+def forward_core_logs() -> None:
+    """Send the Temporal core's own log lines (warnings and up) to Python logging instead of stdout.
+
+    Left alone, the native core writes them to stdout, where they would land
+    in front of a ``--json`` result.  Call it before the first client of a
+    process is made: clients made earlier keep the runtime they were made with.
+    """
+    logging_config = LoggingConfig(
+        filter=LoggingConfig.default.filter, forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    )
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=logging_config)), error_if_already_set=False)

@@ -99,6 +99,9 @@ def entry_with(action: Callable[[], object]) -> None:
     threads were used; every result is written and flushed by then, so the
     process exits straight away with the command's code.
     """
+    from client.connect import forward_core_logs
+
+    forward_core_logs()
     code = guarded(action)
     from client.telemetry import flush_telemetry
 
