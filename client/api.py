@@ -337,8 +337,8 @@ async def request_rollback(client: Client, migration_id: str, actor: tuple[str, 
     if info["type"] == "RollingRestart":
         raise BadInput(
             f"{migration_id} is a rolling restart: a failed one rolled itself back, and a completed one is "
-            "undone by restarting onto the previous config",
-            hint="snakepit-migrate fleet restart --fleet URL --config PREVIOUS_CONFIG",
+            "undone by a rolling restart back onto the configs its instances served before",
+            hint=f"snakepit-migrate fleet rollback {migration_id}",
         )
     if info["type"] == "AdapterMigration":
         return await request_adapter_rollback(client, migration_id, info)
@@ -475,3 +475,50 @@ async def list_migrations(client: Client, limit: int = 50) -> list[dict[str, Any
             }
         )
     return rows
+
+
+# -- live control of a running session migration (issue 9) ---------------------------------------
+
+
+async def _running_session_migration(client: Client, migration_id: str) -> WorkflowHandle[Any, Any]:
+    """The handle of a running SessionMigration; NotFound (exit 2) when there is none by that id."""
+    handle = client.get_workflow_handle(migration_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise NotFound(f"no migration {migration_id!r}", hint="list them with: snakepit-migrate list") from None
+    if desc.workflow_type != "SessionMigration" or desc.status != WorkflowExecutionStatus.RUNNING:
+        state = desc.status.name.lower() if desc.status else "unknown"
+        raise BadInput(f"{migration_id} is a {desc.workflow_type} that is {state}: only a running session migration can be changed")
+    return handle
+
+
+async def reconfigure_session_migration(client: Client, migration_id: str, change: Any) -> Any:
+    """Change a running copy's rate limit, batch size or parallelism (the ``reconfigure`` update).
+
+    ``change`` is a ``ReconfigureInput``; returns the ``CopySettings`` now in force. A value the
+    workflow refuses raises BadInput with its message.
+    """
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from workflows.session_models import CopySettings
+
+    handle = await _running_session_migration(client, migration_id)
+    for attempt in range(10):
+        try:
+            return await handle.execute_update("reconfigure", change, result_type=CopySettings)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise BadInput(f"{migration_id} refused the change: {getattr(cause, 'message', None) or cause}") from None
+        except RPCError as exc:  # the server refuses updates while a workflow task is being retried: try again
+            if "Workflow Task in failed state" not in str(exc) or attempt == 9:
+                raise
+            await asyncio.sleep(1.0)
+
+
+async def pause_session_migration(client: Client, migration_id: str, paused: bool = True) -> None:
+    """Pause (or with ``paused=False`` resume) a running copy: no new slice starts while paused."""
+    handle = await _running_session_migration(client, migration_id)
+    await handle.signal("pause" if paused else "resume")

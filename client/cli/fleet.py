@@ -141,6 +141,12 @@ async def _rollback(migration_id: str, actor: tuple[str, str], wait_for_lock: bo
     info = await api.describe(client, migration_id)
     if info["type"] != "RollingRestart":
         raise BadInput(f"{migration_id} is a {info['type']}, not a rolling restart", hint=f"use: snakepit-migrate rollback {migration_id}")
+    return await rollback_restart(client, migration_id, info, actor, wait_for_lock, json_out)
+
+
+async def rollback_restart(client: Any, migration_id: str, info: dict[str, Any], actor: tuple[str, str], wait_for_lock: bool,
+                           json_out: bool) -> int:
+    """Start ``ID-rollback`` of a completed rolling restart and follow it to its end."""
     done = await api.original_input(client, migration_id)
     keep = {k: done[k] for k in ("fleet", "driver", "drain_timeout_s", "health_timeout_s", "settle_s") if k in done}
     inp = RollingRestartInput(**keep, rollback_of=migration_id, actor=actor[0], actor_host=actor[1], wait_for_lock=wait_for_lock)

@@ -163,6 +163,10 @@ async def _rollback(migration_id: str, force: bool, address: str | None, json_ou
         from client.cli import adapter
 
         return await adapter.rollback_run(client, migration_id, json_out)
+    if info["type"] == "RollingRestart":  # each instance back onto the config it served before
+        from client.cli import fleet
+
+        return await fleet.rollback_restart(client, migration_id, info, actor, False, json_out)
     if info["type"] == "MigrationPlan":  # a running plan: no further group, completed steps undone newest first
         from client.cli import plan
 

@@ -36,9 +36,9 @@ ROLLBACK = {
     "config": ("on failure every changed file is restored byte for byte from its backup",
                "after completion: snakepit-migrate rollback ID (refuses files edited since; --force)"),
     "adapter": ("on failure the pool config is restored and every instance restarted onto it",
-                "after completion (manual): put the backed-up pool config back and snakepit-migrate fleet restart onto it"),
+                "after completion: snakepit-migrate rollback ID (pool config restored, every instance restarted onto it)"),
     "rolling_restart": ("on failure every instance already restarted goes back to the config it served",
-                        "after completion (manual): snakepit-migrate fleet restart --config PREVIOUS_CONFIG"),
+                        "after completion: snakepit-migrate fleet rollback ID (each instance back to the config it served)"),
     "custom": ("on failure the extension's rollback undoes what apply did",
                "after completion: snakepit-migrate extensions rollback ID"),
 }
