@@ -19,7 +19,7 @@ from activities import metrics
 from activities.errors import as_application_errors
 from deployment.sessions.digest import SetDigest, bytes_digest, record_digest
 from deployment.sessions.partition import WHOLE
-from deployment.sessions.record import is_expired
+from deployment.sessions.record import Record, is_expired, session_problem
 from deployment.errors import StoreMissing
 from deployment.sessions.stores import open_store
 from deployment.sessions.stores.base import SessionStore
@@ -37,6 +37,7 @@ from workflows.session_models import (
 )
 
 CONFLICT_SAMPLE = 20
+LISTED_CORRUPT = 100  # corrupt ids listed in a result; the count is always complete
 
 
 class SessionActivities:
@@ -103,7 +104,6 @@ class SessionActivities:
             cursor.resumes += 1
             activity.logger.info("Resuming copy after batch %d (%d sessions copied)", cursor.batches, cursor.copied)
         digest = SetDigest.parse(cursor.digest)
-        deadline = time.monotonic() + params.slice_seconds
         impact = metrics.ProcessImpact()
         with as_application_errors(unreachable_is_transient=True):
             # A dry run never opens the target: opening creates a missing one.
@@ -111,17 +111,21 @@ class SessionActivities:
             async with self._open(params.source, create=False) as source, writes as target:
                 if not params.dry_run:
                     await target.restore_checkpoint(cursor.target_checkpoint)
-                while not cursor.finished and time.monotonic() < deadline:
+                deadline = time.monotonic() + params.slice_seconds  # from here: opening the stores is not copying
+                first = True
+                while not cursor.finished and (first or time.monotonic() < deadline):  # at least one batch a slice
+                    first = False
                     if params.fail_after_batches is not None and cursor.batches >= params.fail_after_batches:
                         raise ApplicationError(
                             f"injected failure after {cursor.batches} batches", type="InjectedFailure", non_retryable=True
                         )
                     started = time.monotonic()
-                    blobs, next_cursor = await source.scan_encoded(params.partition, cursor.source_cursor, params.batch_size)
+                    limit = _batch_limit(params)
+                    pairs, next_cursor = await source.scan_encoded(params.partition, cursor.source_cursor, limit)
                     now = time.time()
-                    batch = [json.loads(b) for b in blobs]
+                    batch, corrupt = _decode(pairs, source.display, params.on_corrupt)
                     # canonical bytes as the source holds them: hashed and written as they are, never re-encoded
-                    kept = [(r, b) for r, b in zip(batch, blobs) if not is_expired(r, now)]
+                    kept = [(r, b) for r, b in batch if not is_expired(r, now)]
                     live, encoded = [r for r, _ in kept], [b for _, b in kept]
                     if live and not params.dry_run:
                         await target.write_journaled(
@@ -138,15 +142,18 @@ class SessionActivities:
                         scanned=cursor.scanned + len(batch),
                         copied=cursor.copied + len(live),
                         skipped_expired=cursor.skipped_expired + len(batch) - len(live),
+                        corrupt=cursor.corrupt + len(corrupt),
+                        corrupt_ids=(cursor.corrupt_ids + corrupt)[:LISTED_CORRUPT],
                         batches=cursor.batches + 1,
                         digest=str(digest),
                         finished=next_cursor is None,
                         resumes=cursor.resumes,
+                        batch_size=limit,
                         **impact.sample(cursor),
                     )
                     activity.heartbeat(cursor)
                     metrics.record_batch(params.migration_id, time.monotonic() - started, len(live), len(batch) - len(live), params.dry_run)
-                    await asyncio.sleep(0)
+                    await _keep_rate(params, cursor, len(pairs), started)
                 return cursor
 
     @activity.defn(name="finalize_session_target")
@@ -205,12 +212,58 @@ class SessionActivities:
                 return UndoResult(restored=restored)
 
 
+def _batch_limit(params: CopyInput) -> int:
+    """The batch size, smaller under a rate limit so that one batch takes at most a second of it."""
+    if params.rate_per_s is None:
+        return params.batch_size
+    return max(1, min(params.batch_size, int(params.rate_per_s)))
+
+
+async def _keep_rate(params: CopyInput, cursor: CopyCursor, read: int, started: float) -> None:
+    """Under a rate limit, wait until ``read`` sessions are within it, heartbeating; else just yield."""
+    if params.rate_per_s is None:
+        await asyncio.sleep(0)
+        return
+    until = started + read / params.rate_per_s
+    while (left := until - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 1.0))
+        activity.heartbeat(cursor)
+
+
+def _decode(pairs: list[tuple[str, bytes]], where: str, on_corrupt: str) -> tuple[list[tuple[Record, bytes]], list[str]]:
+    """Decode a scanned batch; a record that does not decode, or lacks what a session needs, is corrupt.
+
+    ``on_corrupt="stop"`` raises naming the first one; ``"skip"`` leaves them
+    out and returns their ids, to be counted and listed.
+    """
+    decoded: list[tuple[Record, bytes]] = []
+    corrupt: list[str] = []
+    for sid, blob in pairs:
+        try:
+            rec = json.loads(blob)
+            problem = session_problem(rec, sid)
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            problem = f"not valid JSON ({exc})"
+        if problem is None:
+            decoded.append((rec, blob))
+        elif on_corrupt == "skip":
+            corrupt.append(sid)
+        else:
+            raise ApplicationError(
+                f"session {sid!r} in {where} is corrupt: {problem}; nothing was skipped. Repair or delete it, "
+                "or migrate with --on-corrupt skip to skip such sessions (they are counted and listed)",
+                type="CorruptRecord",
+                non_retryable=True,
+            )
+    return decoded, corrupt
+
+
 async def _digest_store(store: SessionStore, batch_size: int) -> SetDigest:
     """The set digest of every record a store holds, expired ones included."""
     digest, cursor = SetDigest(), None
     while True:
-        blobs, cursor = await store.scan_encoded(WHOLE, cursor, batch_size)
-        for blob in blobs:
+        pairs, cursor = await store.scan_encoded(WHOLE, cursor, batch_size)
+        for _, blob in pairs:
             digest.add_digest(bytes_digest(blob))
         activity.heartbeat(digest.count)
         if cursor is None:

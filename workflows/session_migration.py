@@ -25,17 +25,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.session_routing import SessionRoutingActivities
     from workflows.fleet_models import MarkInput
     from activities.sessions import SessionActivities
-    from deployment.sessions.digest import SetDigest
     from deployment.sessions.partition import Partition
     from deployment.sessions.stores.base import redact_url
     from workflows.audit_trail import AuditTrail
     from workflows.search_attributes import MigrationIndex
     from workflows.saga import Saga, failure_text, failure_type
+    from workflows.session_copy import PartitionedCopy
     from workflows.session_models import (
         AckInput,
         CopyCursor,
         CopyInput,
+        CopyResume,
+        CopySettings,
         MigrationProgress,
+        ReconfigureInput,
         RoutingInput,
         SessionMigrationInput,
         SessionMigrationResult,
@@ -46,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
 
 _PERMANENT = [
     "TargetNotCompatible", "QuotaExceeded", "SnapshotParseError", "InvalidInput", "InjectedFailure",
-    "RoutingNotAcknowledged", "BadInput",
+    "RoutingNotAcknowledged", "BadInput", "CorruptRecord",
 ]  # fmt: skip
 
 
@@ -77,6 +80,7 @@ class SessionMigrationWorkflow:
         self._index = MigrationIndex()
         self._phase_since: float | None = None  # when the current phase began (workflow time)
         self._copied_digest: str | None = None  # what the copy wrote into an empty target, for verification
+        self._partitioned = PartitionedCopy(CopySettings(batch_size=500, parallelism=1))  # settings from the input in run()
 
     @workflow.query(name="progress")
     def progress(self) -> MigrationProgress:
@@ -87,6 +91,31 @@ class SessionMigrationWorkflow:
     def request_rollback(self) -> None:
         """Stop at the next slice boundary and undo what was written."""
         self._rollback_requested = True
+
+    @workflow.update(name="reconfigure")
+    def reconfigure(self, change: ReconfigureInput) -> CopySettings:
+        """Change the rate limit, batch size or parallelism of the copy; slices started from now on use them."""
+        settings = self._partitioned.apply(change)
+        self._progress.settings = settings
+        return settings
+
+    @reconfigure.validator
+    def _check_reconfigure(self, change: ReconfigureInput) -> None:
+        self._partitioned.check(change, finished=self._progress.phase == "done")
+
+    @workflow.signal(name="pause")
+    def pause(self) -> None:
+        """Start no new copy slice until ``resume`` (running slices finish theirs)."""
+        self._set_paused(True)
+
+    @workflow.signal(name="resume")
+    def resume(self) -> None:
+        """Go on copying after a ``pause``."""
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        self._partitioned.settings = self._partitioned.settings.model_copy(update={"paused": paused})
+        self._progress.settings = self._partitioned.settings
 
     @workflow.run
     async def run(self, params: dict[str, Any]) -> SessionMigrationResult:
@@ -102,11 +131,15 @@ class SessionMigrationWorkflow:
             source=redact_url(inp.source),
             target=redact_url(inp.target),
             dry_run=inp.dry_run,
-            started_at=workflow.now().timestamp(),
+            started_at=inp.resume.started_at if inp.resume else workflow.now().timestamp(),
+        )
+        self._partitioned.settings = inp.resume.settings if inp.resume else CopySettings(
+            batch_size=inp.batch_size, parallelism=inp.parallelism, rate_limit_per_s=inp.rate_limit_per_s
         )
         self._audit.actor, self._audit.host = inp.actor, inp.actor_host
-        asked = inp.model_dump(exclude_defaults=True, exclude={"actor", "actor_host"})
-        self._audit.record("started", after={**asked, "source": result.source, "target": result.target})
+        asked = inp.model_dump(exclude_defaults=True, exclude={"actor", "actor_host", "resume"})
+        if inp.resume is None:  # a run continued as new was started already
+            self._audit.record("started", after={**asked, "source": result.source, "target": result.target})
         self._index.enabled = inp.search_attributes
         self._index.start("SessionMigration", f"sessions {result.source} -> {result.target}: running")
         if inp.rollback_of:
@@ -138,12 +171,19 @@ class SessionMigrationWorkflow:
 
     async def _migrate(self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult, saga: Saga) -> None:
         target = TargetInput(migration_id=mid, target=inp.target)
-        await self._validate(inp, mid, result)
+        if inp.resume is not None:  # continued as new mid-copy: validated and backed up by the first run
+            result.target_before = inp.resume.target_before
+            result.sessions_total = self._progress.total = inp.resume.sessions_total
+            self._progress.continued = inp.resume.continued
+        else:
+            await self._validate(inp, mid, result)
         if not inp.dry_run:
-            self._set_phase("backup")
-            result.target_before = await workflow.execute_activity_method(
-                SessionActivities.record_backup_point, target, retry_policy=_retry(5), **_SHORT
-            )
+            if inp.resume is None:
+                self._set_phase("backup")
+                result.target_before = await workflow.execute_activity_method(
+                    SessionActivities.record_backup_point, target, retry_policy=_retry(5), **_SHORT
+                )
+            # the journal lives in the target, so a continued run compensates exactly as the first would
             saga.add("undo_session_copy", lambda: self._undo(target))
         if inp.zero_downtime and not inp.dry_run:
             await self._migrate_live(inp, mid, result, saga)
@@ -299,91 +339,87 @@ class SessionMigrationWorkflow:
         and set digests add up to those of the whole copy.  Into a target that
         was empty (offline mode) priors are journaled unread, written batches
         are not read back one by one, and verification compares the target's
-        digest with the sum of the partitions' digests instead.
+        digest with the sum of the partitions' digests instead.  A long
+        offline copy continues as new, handing over only its cursors.
         """
-        # Fault injection counts batches of one stream, as it always has.
-        width = 1 if inp.fail_after_batches is not None else inp.parallelism
-        plan = await workflow.execute_activity_method(
-            SessionActivities.plan_session_partitions,
-            StoresInput(migration_id=mid, source=inp.source, target=inp.target, parallelism=width),
-            retry_policy=_retry(5),
-            **_SHORT,
-        )
+        if inp.resume is not None:
+            self._partitioned.start(inp.resume.partitions, inp.resume.cursors)
+            self._partitioned.continued = inp.resume.continued
+            self._copy_started = inp.resume.copy_started
+        else:
+            # Fault injection counts batches of one stream, as it always has.
+            width = 1 if inp.fail_after_batches is not None else inp.parallelism
+            plan = await workflow.execute_activity_method(
+                SessionActivities.plan_session_partitions,
+                StoresInput(migration_id=mid, source=inp.source, target=inp.target, parallelism=width),
+                retry_policy=_retry(5),
+                **_SHORT,
+            )
+            self._partitioned.start(plan.partitions)
+            self._copy_started = workflow.now().timestamp()
         fresh = bool(not only_newer and not inp.dry_run and result.target_before and not result.target_before.target_count)
-        cursors = [CopyCursor() for _ in plan.partitions]
-        self._copy_started = workflow.now().timestamp()
-        tasks = [
-            asyncio.ensure_future(self._copy_partition(inp, mid, part, cursors, only_newer, fresh))
-            for part in plan.partitions
-        ]
-        try:
-            await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in tasks:
-                if task.done() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-        finally:  # one partition failed (or the run is cancelled): stop the others before anything compensates
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        merged = _merge(cursors)
-        result.partitions, result.batch_size = len(plan.partitions), inp.batch_size
+        extra = {"only_newer": only_newer, "read_back": not (fresh and inp.verify), "known_absent": fresh}
+
+        async def run_slice(part: Partition, cursor: CopyCursor, batch_size: int, rate: float | None) -> CopyCursor:
+            # a failing partition cancels the others, and nothing compensates until they have stopped
+            cancel = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            fields = {**extra, "partition": part, "batch_size": batch_size, "rate_per_s": rate, "on_corrupt": inp.on_corrupt}
+            return await self._slice(inp, mid, cursor, fields, cancel)
+
+        stop = lambda: self._rollback_requested  # noqa: E731
+        hand_over = None if inp.zero_downtime else inp.continue_as_new_after_slices
+        merged = await self._partitioned.run(run_slice, self._record_copy_progress, stop, hand_over)
+        if self._partitioned.handover:
+            await self._continue_as_new(inp, result)
+        s = self._partitioned.settings
+        result.partitions, result.batch_size = len(self._partitioned.partitions), s.batch_size
+        result.parallelism, result.rate_limit_per_s = s.parallelism, s.rate_limit_per_s
+        result.continued_as_new = self._partitioned.continued
+        result.sessions_corrupt, result.corrupt_ids = merged.corrupt, merged.corrupt_ids
         result.copy_seconds = round(workflow.now().timestamp() - self._copy_started, 3)
         result.copy_sessions_per_s = round(merged.scanned / result.copy_seconds, 1) if result.copy_seconds > 0 else 0.0
         if fresh and inp.verify:
             self._copied_digest = merged.digest
         return merged
 
-    async def _copy_partition(
-        self, inp: SessionMigrationInput, mid: str, part: Partition, cursors: list[CopyCursor], only_newer: bool, fresh: bool
-    ) -> None:
-        """Copy one partition slice by slice, keeping its cursor in ``cursors[part.index]``."""
-
-        def reached(cursor: CopyCursor) -> None:
-            cursors[part.index] = cursor
-            self._record_copy_progress(_merge(cursors))
-
-        extra = {"partition": part, "read_back": not (fresh and inp.verify), "known_absent": fresh}
-        # a failing partition cancels the others, and nothing compensates until they have stopped
-        cancel = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-        await self._copy_slices(inp, mid, only_newer, cursors[part.index], reached, extra, cancel)
+    async def _continue_as_new(self, inp: SessionMigrationInput, result: SessionMigrationResult) -> None:
+        """Hand the copy over to a new run of this workflow: cursors, counts, digests and the backup point only."""
+        c = self._partitioned
+        resume = CopyResume(
+            started_at=result.started_at, copy_started=self._copy_started or result.started_at,
+            sessions_total=result.sessions_total, target_before=result.target_before,
+            partitions=c.partitions, cursors=c.cursors, continued=c.continued + 1, settings=c.settings,
+        )  # fmt: skip
+        self._audit.record("continued_as_new", None, {"done": c.merged.scanned, "continued": resume.continued})
+        await self._audit.flush()
+        workflow.logger.info("Continuing as new after %d sessions (hand-over %d)", c.merged.scanned, resume.continued)
+        workflow.continue_as_new(inp.model_copy(update={"resume": resume}).model_dump(mode="json", exclude_defaults=True))
 
     async def _copy(self, inp: SessionMigrationInput, mid: str, only_newer: bool = False) -> CopyCursor:
+        """One stream of copy slices (runs started before partitions, and the copy back of a rollback)."""
+        cursor = CopyCursor()
         self._copy_started = workflow.now().timestamp()
-        return await self._copy_slices(inp, mid, only_newer, CopyCursor(), self._record_copy_progress)
+        while not cursor.finished:
+            cursor = await self._slice(inp, mid, cursor, {"only_newer": only_newer})
+            self._record_copy_progress(cursor)
+        return cursor
 
-    async def _copy_slices(
+    async def _slice(
         self,
         inp: SessionMigrationInput,
         mid: str,
-        only_newer: bool,
         cursor: CopyCursor,
-        reached: Callable[[CopyCursor], None],
-        extra: dict[str, Any] | None = None,
+        fields: dict[str, Any],
         cancel: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
     ) -> CopyCursor:
-        """Run copy slices from ``cursor`` until it is finished, handing each slice's cursor to ``reached``."""
-        while not cursor.finished:
-            self._check_rollback_request()
-            cursor = await self._audit.watched(workflow.execute_activity_method(
-                SessionActivities.copy_session_batches,
-                CopyInput(
-                    migration_id=mid,
-                    source=inp.source,
-                    target=inp.target,
-                    batch_size=inp.batch_size,
-                    cursor=cursor,
-                    slice_seconds=inp.slice_seconds,
-                    dry_run=inp.dry_run,
-                    fail_after_batches=inp.fail_after_batches,
-                    only_newer=only_newer,
-                    **(extra or {}),
-                ),
-                retry_policy=_retry(20),
-                cancellation_type=cancel,
-                **_COPY,
-            ), inp.stall_alert_seconds, self._progress.model_dump)
-            reached(cursor)
-        return cursor
+        """One copy slice from ``cursor``; ``fields`` set or override the CopyInput built from the run's input."""
+        self._check_rollback_request()
+        base = {"batch_size": inp.batch_size, "slice_seconds": inp.slice_seconds, "dry_run": inp.dry_run,
+                "fail_after_batches": inp.fail_after_batches}  # fmt: skip
+        params = CopyInput(migration_id=mid, source=inp.source, target=inp.target, cursor=cursor, **{**base, **fields})
+        return await self._audit.watched(workflow.execute_activity_method(
+            SessionActivities.copy_session_batches, params, retry_policy=_retry(20), cancellation_type=cancel, **_COPY,
+        ), inp.stall_alert_seconds, self._progress.model_dump)  # fmt: skip
 
     async def _undo(self, target: TargetInput) -> int:
         undone = await workflow.execute_activity_method(
@@ -470,7 +506,12 @@ class SessionMigrationWorkflow:
         self._progress.done = cursor.scanned
         self._progress.rate_per_s = round(rate, 1)
         self._progress.eta_s = round(remaining / rate, 1) if rate > 0 else None
-        self._progress.message = f"{cursor.copied} copied, {cursor.skipped_expired} expired skipped"
+        self._progress.message = f"{cursor.copied} copied, {cursor.skipped_expired} expired skipped" + (
+            f", {cursor.corrupt} corrupt skipped" if cursor.corrupt else ""
+        ) + (", paused" if self._partitioned.settings.paused else "")
+        self._progress.batch_size = cursor.batch_size
+        self._progress.partitions = len(self._partitioned.partitions)
+        self._progress.settings = self._partitioned.settings
 
     async def _finish(self, result: SessionMigrationResult) -> None:
         result.duration_s = round(workflow.now().timestamp() - result.started_at, 3)
@@ -483,24 +524,3 @@ class SessionMigrationWorkflow:
         self._index.summary(f"sessions {r.source} -> {r.target}: {r.status}, {r.sessions_copied} copied, {r.restored} restored")
         await self._audit.flush()
 
-
-def _merge(cursors: list[CopyCursor]) -> CopyCursor:
-    """The cursors of parallel partitions as one: counts and digests added, finished when all are.
-
-    The partitions share one worker process, so its CPU time and peak memory
-    are the largest any partition saw, not a sum.
-    """
-    digest = SetDigest()
-    for c in cursors:
-        digest = digest.merge(SetDigest.parse(c.digest))
-    return CopyCursor(
-        scanned=sum(c.scanned for c in cursors),
-        copied=sum(c.copied for c in cursors),
-        skipped_expired=sum(c.skipped_expired for c in cursors),
-        batches=sum(c.batches for c in cursors),
-        resumes=sum(c.resumes for c in cursors),
-        digest=str(digest),
-        finished=all(c.finished for c in cursors),
-        worker_cpu_s=max(c.worker_cpu_s for c in cursors),
-        worker_peak_rss_bytes=max(c.worker_peak_rss_bytes for c in cursors),
-    )

@@ -16,6 +16,8 @@ Phase = Literal[
     "pending", "validating", "backup", "dual_write", "copying", "finalizing", "verifying",
     "switching_reads", "soaking", "rolling_back", "copying_back", "done",
 ]  # fmt: skip
+MAX_PARALLELISM = 32
+MAX_BATCH_SIZE = 10_000
 Status = Literal["completed", "dry_run", "rolled_back", "rollback_failed", "failed"]
 
 
@@ -24,7 +26,7 @@ class SessionMigrationInput(BaseModel):
 
     source: str = Field(description="store URL to read sessions from")
     target: str = Field(description="store URL to write sessions to")
-    batch_size: int = Field(500, ge=1, le=10_000, description="sessions per read/write batch")
+    batch_size: int = Field(500, ge=1, le=MAX_BATCH_SIZE, description="sessions per read/write batch")
     dry_run: bool = Field(False, description="read and count everything, write nothing")
     overwrite: bool = Field(False, description="replace target sessions that have the same id")
     verify: bool = Field(True, description="compare both stores by digest after the copy")
@@ -49,9 +51,38 @@ class SessionMigrationInput(BaseModel):
     )
     search_attributes: bool = Field(False, description="index the run by MigrationType/MigrationPhase (they must be registered)")
     parallelism: int = Field(
-        4, ge=1, le=32,
+        4, ge=1, le=MAX_PARALLELISM,
         description="key-space partitions copied concurrently, each by its own activity (a JSONL end, or fault injection, copies as one)",
     )  # fmt: skip
+    rate_limit_per_s: float | None = Field(None, gt=0, description="at most this many sessions read per second (None: no limit)")
+    continue_as_new_after_slices: int = Field(
+        500, ge=1, description="copy slices one run records before it continues as new (sooner when Temporal suggests it)"
+    )
+    on_corrupt: Literal["skip", "stop"] = Field(
+        "stop", description="a source record that does not decode or lacks fields: stop (and roll back), or skip it, counted and listed"
+    )
+    resume: "CopyResume | None" = Field(None, description="set by the workflow itself when it continues as new mid-copy")
+
+
+class CopySettings(BaseModel):
+    """What an operator may change while a copy runs (the ``reconfigure`` update, ``pause``/``resume`` signals)."""
+
+    batch_size: int
+    parallelism: int
+    rate_limit_per_s: float | None = None
+    paused: bool = False
+
+
+class ReconfigureInput(BaseModel):
+    """The argument of the ``reconfigure`` update: each field given is changed, the others kept.
+
+    Unconstrained here on purpose: the update's validator checks the values
+    and refuses bad ones with a message naming the field and its range.
+    """
+
+    batch_size: int | None = None
+    parallelism: int | None = None
+    rate_limit_per_s: float | None = None
 
 
 class StoresInput(BaseModel):
@@ -112,6 +143,25 @@ class CopyCursor(BaseModel):
     resumes: int = Field(0, description="how many times a retried attempt resumed from a heartbeated cursor")
     worker_cpu_s: float = Field(0.0, description="CPU seconds the worker process used during the copy slices")
     worker_peak_rss_bytes: int = Field(0, description="the worker process's largest resident memory seen during the copy")
+    batch_size: int = Field(0, description="the batch size of the last batch")
+    corrupt: int = Field(0, description="corrupt records skipped (on_corrupt=skip)")
+    corrupt_ids: list[str] = Field([], description="the first corrupt ids skipped")
+
+
+class CopyResume(BaseModel):
+    """What a run that continues as new mid-copy hands to the next: cursors, counts and digests, no data.
+
+    The compensation is rebuilt from it: the journal lives in the target.
+    """
+
+    started_at: float
+    copy_started: float
+    sessions_total: int
+    target_before: BackupPoint | None = None
+    partitions: list[Partition]
+    cursors: list[CopyCursor]
+    continued: int = Field(1, description="how many times the run has continued as new")
+    settings: CopySettings
 
 
 class CopyInput(BaseModel):
@@ -126,6 +176,8 @@ class CopyInput(BaseModel):
     dry_run: bool = False
     fail_after_batches: int | None = None
     only_newer: bool = False
+    rate_per_s: float | None = Field(None, description="at most this many sessions read per second by this slice")
+    on_corrupt: Literal["skip", "stop"] = "stop"
     partition: Partition = WHOLE
     read_back: bool = Field(True, description="read every written batch back and compare (off when a digest verification follows)")
     known_absent: bool = Field(False, description="the target was empty at the backup point: journal every prior as absent unread")
@@ -161,6 +213,10 @@ class MigrationProgress(BaseModel):
     rate_per_s: float = 0.0
     eta_s: float | None = None
     message: str = ""
+    settings: CopySettings | None = Field(None, description="the copy's current settings (None before the copy)")
+    batch_size: int = Field(0, description="the batch size the copy activities last used")
+    partitions: int = 0
+    continued: int = Field(0, description="how many times the run has continued as new")
 
 
 class SessionMigrationResult(BaseModel):
@@ -174,9 +230,14 @@ class SessionMigrationResult(BaseModel):
     sessions_total: int = 0
     sessions_copied: int = 0
     sessions_skipped_expired: int = 0
+    sessions_corrupt: int = Field(0, description="corrupt source records skipped (on_corrupt=skip)")
+    corrupt_ids: list[str] = Field([], description="the ids of the corrupt records skipped (the first 100 of each partition)")
     batches: int = 0
     copy_resumes: int = 0
     partitions: int = Field(1, description="key-space partitions the copy ran in parallel")
+    parallelism: int = Field(0, description="partitions copying at once, at the end")
+    rate_limit_per_s: float | None = Field(None, description="the rate limit at the end (None: none)")
+    continued_as_new: int = Field(0, description="how many times the run continued as new during the copy")
     batch_size: int = Field(0, description="sessions per batch the copy used")
     copy_seconds: float = Field(0.0, description="wall time of the copy phase")
     copy_sessions_per_s: float = Field(0.0, description="sessions read per second during the copy phase")
@@ -237,3 +298,6 @@ class AckResult(BaseModel):
     """The instances that acknowledged."""
 
     instances: list[str]
+
+
+SessionMigrationInput.model_rebuild()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -17,13 +18,19 @@ from deployment.audit import default_actor
 from deployment.secrets import secrets_dir, stash_password
 from deployment.sessions.stores import open_store, redact_url
 from deployment.sessions.verify import VerifyReport, compare_stores
-from workflows.session_models import SessionMigrationInput, SessionMigrationResult
+from workflows.session_models import MAX_BATCH_SIZE, MAX_PARALLELISM, ReconfigureInput, SessionMigrationInput, SessionMigrationResult
 
 sessions_app = typer.Typer(help="Move sessions between stores (jsonl, sqlite, redis, postgresql) and compare them.")
 app.add_typer(sessions_app, name="sessions")
 
 Address = Annotated[Optional[str], typer.Option("--address", help="Temporal address (default: TEMPORAL_ADDRESS or the embedded server)")]
 Json = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
+MigrationId = Annotated[str, typer.Argument(help="the migration id (see: snakepit-migrate list)")]
+
+
+class CorruptChoice(str, Enum):
+    stop = "stop"
+    skip = "skip"
 
 
 @sessions_app.command("migrate")
@@ -42,6 +49,11 @@ def migrate(
     migration_id: Annotated[Optional[str], typer.Option("--id", help="the migration id (default: generated)")] = None,
     actor: Annotated[Optional[str], typer.Option("--actor", help="who runs it, for the audit log (default: the OS user)")] = None,
     stall_alert: Annotated[float, typer.Option("--stall-alert", min=1, help="alert when a copy slice reports no progress for this many seconds")] = 300.0,
+    parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=MAX_PARALLELISM, help="key-space partitions copied at once")] = 4,
+    rate: Annotated[Optional[float], typer.Option("--rate", min=0.001, help="at most this many sessions read per second (default: no limit)")] = None,
+    on_corrupt: Annotated[
+        CorruptChoice, typer.Option("--on-corrupt", help="a source record that does not decode or lacks fields: stop (roll back) or skip it (counted and listed)")
+    ] = CorruptChoice.stop,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
@@ -54,6 +66,7 @@ def migrate(
     inp = SessionMigrationInput(
         source=source, target=target, batch_size=batch_size, dry_run=dry_run, overwrite=overwrite,
         zero_downtime=zero_downtime, soak_seconds=soak, fleet=fleet, stall_alert_seconds=stall_alert,
+        parallelism=parallelism, rate_limit_per_s=rate, on_corrupt=on_corrupt.value,
     )  # fmt: skip
     inp.actor, inp.actor_host = default_actor(actor)
     run(_check_urls(source, target))
@@ -138,6 +151,11 @@ def summary(result: SessionMigrationResult) -> dict:
         "restored": result.restored,
         "error": result.error,
         "error_type": result.error_type,
+        "sessions_corrupt": result.sessions_corrupt,
+        "corrupt_ids": result.corrupt_ids,
+        "partitions": result.partitions,
+        "copy_sessions_per_s": result.copy_sessions_per_s,
+        "continued_as_new": result.continued_as_new,
         "verification": result.verification.model_dump() if result.verification else None,
     }
 
@@ -152,6 +170,11 @@ def render(r: SessionMigrationResult) -> str:
             f"  sessions: {r.sessions_total} read, {r.sessions_copied} copied, {r.sessions_skipped_expired} expired skipped"
             + (" (dry run: nothing written)" if r.dry_run else "")
         )
+    if r.sessions_corrupt:
+        lines.append(f"  corrupt, skipped: {r.sessions_corrupt} ({', '.join(r.corrupt_ids[:20])}"
+                     + (" ..." if r.sessions_corrupt > 20 else "") + ")")  # fmt: skip
+    if r.partitions:
+        lines.append(f"  copy: {r.partitions} partition(s), batch {r.batch_size}, {r.copy_sessions_per_s:,.0f} sessions/s")
     if r.verification:
         v = r.verification
         lines.append(f"  verified: {'OK' if v.ok else 'MISMATCH'} ({v.matched} matched, {v.missing_count} missing, "
@@ -203,3 +226,56 @@ def render_verify(v: VerifyReport, source: str, target: str) -> str:
         if count:
             lines.append(f"  {count} {name}: {', '.join(ids)}" + (" ..." if count > len(ids) else ""))
     return "\n".join(lines)
+
+
+@sessions_app.command("reconfigure")
+def reconfigure(
+    migration_id: MigrationId,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="at most this many sessions read per second")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help=f"sessions per batch, 1 to {MAX_BATCH_SIZE}")] = None,
+    parallelism: Annotated[Optional[int], typer.Option("--parallelism", help="partitions copying at once, 1 to the number planned")] = None,
+    address: Address = None,
+    json_out: Json = False,
+) -> int:
+    """Change the rate limit, batch size or parallelism of a running session migration.
+
+    The copy slices started from now on use the new settings (within a
+    couple of seconds). A value the migration refuses is exit 2 with the reason.
+    """
+    change = ReconfigureInput(rate_limit_per_s=rate, batch_size=batch_size, parallelism=parallelism)
+    settings = run(_reconfigure(migration_id, change, address))
+    if json_out:
+        emit_json({"migration_id": migration_id, **settings.model_dump()})
+    else:
+        limit = f"{settings.rate_limit_per_s:g} sessions/s" if settings.rate_limit_per_s else "no rate limit"
+        out.print(f"{migration_id}: batch {settings.batch_size}, parallelism {settings.parallelism}, {limit}"
+                  + (", paused" if settings.paused else ""))  # fmt: skip
+    return 0
+
+
+async def _reconfigure(migration_id: str, change: ReconfigureInput, address: str | None):  # noqa: ANN202
+    return await api.reconfigure_session_migration(await ensure_client(address), migration_id, change)
+
+
+@sessions_app.command("pause")
+def pause(migration_id: MigrationId, address: Address = None, json_out: Json = False) -> int:
+    """Pause a running session migration's copy: slices under way finish, no new one starts until resume."""
+    return _pause(migration_id, True, address, json_out)
+
+
+@sessions_app.command("resume")
+def resume(migration_id: MigrationId, address: Address = None, json_out: Json = False) -> int:
+    """Resume a paused session migration's copy."""
+    return _pause(migration_id, False, address, json_out)
+
+
+def _pause(migration_id: str, paused: bool, address: str | None, json_out: bool) -> int:
+    async def send() -> None:
+        await api.pause_session_migration(await ensure_client(address), migration_id, paused)
+
+    run(send())
+    if json_out:
+        emit_json({"migration_id": migration_id, "paused": paused})
+    else:
+        out.print(f"{migration_id}: {'paused' if paused else 'resumed'}")
+    return 0

@@ -56,6 +56,26 @@ def normalize(raw: Any) -> Record:
     return rec
 
 
+def session_problem(rec: Any, key: str) -> str | None:
+    """What makes a decoded record unusable as the session stored under ``key`` (None: nothing).
+
+    Only what copying needs is checked, cheaply: an object whose ``id`` is
+    the key, an integer ``ttl`` and numeric timestamps.
+    """
+    if not isinstance(rec, dict):
+        return f"a session must be a JSON object, got {type(rec).__name__}"
+    if rec.get("id") != key:
+        return f"its 'id' is {rec.get('id')!r}, not the key it is stored under"
+    ttl = rec.get("ttl")
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        return "'ttl' is missing or not an integer"
+    for field in ("created_at", "last_accessed"):
+        value = rec.get(field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{field!r} is missing or not a number"
+    return None
+
+
 def canonical_bytes(rec: Record) -> bytes:
     """The stable JSON of a record: sorted keys, no spaces, UTF-8."""
     return json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

@@ -108,11 +108,14 @@ class SessionStore(ABC):
         """Like :meth:`scan`, restricted to the ids of ``partition``."""
         if partition.whole:
             return await self.scan(cursor, limit)
-        blobs, cursor = await self.scan_encoded(partition, cursor, limit)
-        return [json.loads(b) for b in blobs], cursor
+        pairs, cursor = await self.scan_encoded(partition, cursor, limit)
+        return [json.loads(b) for _, b in pairs], cursor
 
-    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[bytes], str | None]:
-        """Like :meth:`scan_partition`, each record as its canonical JSON bytes.
+    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[tuple[str, bytes]], str | None]:
+        """Like :meth:`scan_partition`, each record as its id and its canonical JSON bytes.
+
+        The id comes from the store's key, so a record that does not decode
+        can still be named.
 
         Stores that keep every record as canonical JSON return the bytes as
         stored, neither decoded nor encoded again: a copy writes them as they
@@ -121,7 +124,7 @@ class SessionStore(ABC):
         if not partition.whole:
             raise NotImplementedError(f"{self.scheme} stores cannot be scanned by partition")
         records, cursor = await self.scan(cursor, limit)
-        return [canonical_bytes(r) for r in records], cursor
+        return [(r["id"], canonical_bytes(r)) for r in records], cursor
 
     @abstractmethod
     async def read_many(self, ids: list[str]) -> dict[str, Record]:

@@ -86,7 +86,7 @@ class PostgresStore(SessionStore):
         )
         return range_plan([b for b in bounds or [] if b is not None])
 
-    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[bytes], str | None]:
+    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[tuple[str, bytes]], str | None]:
         if partition.by_hash:
             return await super().scan_encoded(partition, cursor, limit)
         op, start = (">", cursor) if cursor is not None else (">=", partition.low or "")
@@ -96,7 +96,7 @@ class PostgresStore(SessionStore):
             limit,
             partition.high,
         )
-        return [r["record"].encode() for r in rows], rows[-1]["id"] if len(rows) == limit else None
+        return [(r["id"], r["record"].encode()) for r in rows], rows[-1]["id"] if len(rows) == limit else None
 
     async def read_many(self, ids: list[str]) -> dict[str, Record]:
         if not ids:

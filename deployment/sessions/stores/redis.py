@@ -81,23 +81,24 @@ class RedisStore(SessionStore):
             self._r = None
 
     async def scan(self, cursor: str | None, limit: int) -> tuple[list[Record], str | None]:
-        blobs, cursor = await self.scan_encoded(WHOLE, cursor, limit)
-        return [json.loads(b) for b in blobs], cursor
+        pairs, cursor = await self.scan_encoded(WHOLE, cursor, limit)
+        return [json.loads(b) for _, b in pairs], cursor
 
     async def plan_partitions(self, count: int) -> list[Partition]:
         return hash_plan(count)
 
-    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[bytes], str | None]:
+    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[tuple[str, bytes]], str | None]:
         """One SCAN step over the whole key space, keeping the keys whose id hashes into ``partition``."""
         next_cursor, keys = await self.r.scan(
             cursor=int(cursor or 0), match=_glob_escape(self.prefix) + "*", count=limit * partition.count
         )
+        skip = len(self.prefix.encode())
         if partition.by_hash:
-            skip = len(self.prefix.encode())
             keys = [k for k in keys if hash_residue(k[skip:], partition.count) == partition.index]
         values = await self.r.mget(keys) if keys else []
         # None: expired between SCAN and MGET
-        return [v for v in values if v is not None], None if int(next_cursor) == 0 else str(next_cursor)
+        pairs = [(k[skip:].decode(), v) for k, v in zip(keys, values) if v is not None]
+        return pairs, None if int(next_cursor) == 0 else str(next_cursor)
 
     async def read_many(self, ids: list[str]) -> dict[str, Record]:
         if not ids:

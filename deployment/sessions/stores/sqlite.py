@@ -82,7 +82,7 @@ class SqliteStore(SessionStore):
         ]
         return range_plan(bounds)
 
-    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[bytes], str | None]:
+    async def scan_encoded(self, partition: Partition, cursor: str | None, limit: int) -> tuple[list[tuple[str, bytes]], str | None]:
         if partition.by_hash:
             return await super().scan_encoded(partition, cursor, limit)
         op, start = (">", cursor) if cursor is not None else (">=", partition.low or "")
@@ -91,7 +91,7 @@ class SqliteStore(SessionStore):
             f"SELECT id, record FROM {self.table} WHERE id {op} ? {high} ORDER BY id LIMIT ?",
             (start, *([partition.high] if partition.high is not None else []), limit),
         ).fetchall()
-        return [rec.encode() for _, rec in rows], rows[-1][0] if len(rows) == limit else None
+        return [(sid, rec.encode()) for sid, rec in rows], rows[-1][0] if len(rows) == limit else None
 
     async def read_many(self, ids: list[str]) -> dict[str, Record]:
         found: dict[str, Record] = {}

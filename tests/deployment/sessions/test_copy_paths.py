@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -28,8 +29,9 @@ async def test_encoded_scan_returns_each_record_as_its_canonical_bytes(filled):
             await store.write_many(recs)
         seen, cursor = [], None
         while True:
-            blobs, cursor = await store.scan_encoded(WHOLE, cursor, 25)
-            seen += blobs
+            pairs, cursor = await store.scan_encoded(WHOLE, cursor, 25)
+            seen += [b for _, b in pairs]
+            assert all(json.loads(b)["id"] == sid for sid, b in pairs)
             if cursor is None:
                 break
     assert sorted(seen) == sorted(canonical_bytes(r) for r in recs)
