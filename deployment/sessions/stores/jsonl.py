@@ -101,7 +101,15 @@ class JsonlStore(SessionStore):
         return {sid: normalize(rec) for sid, rec in result.items()}
 
     async def count(self) -> int:
-        return len(self._build_index())
+        """Every line checked (a malformed one is reported with its line number), streamed: memory stays flat."""
+        if self._index is not None:
+            return len(self._index)
+        total, cursor = 0, None
+        while True:
+            batch, cursor = await self.scan(cursor, 1000)
+            total += len(batch)
+            if cursor is None:
+                return total
 
     # -- writing (append to the partial file, publish on finalize) ---------
     async def write_many(self, records: list[Record], encoded: list[bytes] | None = None) -> None:
