@@ -30,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.audit_trail import AuditTrail
     from workflows.search_attributes import MigrationIndex
     from workflows.saga import Saga, failure_text, failure_type
+    from workflows.locks import ResourceLocks
+    from workflows.lone_locks import lock_logged
     from workflows.session_copy import PartitionedCopy
     from workflows.session_models import (
         AckInput,
@@ -80,6 +82,7 @@ class SessionMigrationWorkflow:
         self._index = MigrationIndex()
         self._phase_since: float | None = None  # when the current phase began (workflow time)
         self._copied_digest: str | None = None  # what the copy wrote into an empty target, for verification
+        self._locks = ResourceLocks()
         self._partitioned = PartitionedCopy(CopySettings(batch_size=500, parallelism=1))  # settings from the input in run()
 
     @workflow.query(name="progress")
@@ -142,6 +145,15 @@ class SessionMigrationWorkflow:
             self._audit.record("started", after={**asked, "source": result.source, "target": result.target})
         self._index.enabled = inp.search_attributes
         self._index.start("SessionMigration", f"sessions {result.source} -> {result.target}: running")
+        # A run alone locks its stores (and fleet); a continued run takes them again (they ended with the run before).
+        await lock_logged(self._locks, self._audit, "sessions", inp.model_dump(exclude={"resume"}), inp.wait_for_lock)
+        try:
+            return await self._run_inner(inp, mid, result)
+        finally:
+            if not self._partitioned.handover:  # continuing as new: the locks end with this run, the next takes them
+                await self._locks.release()
+
+    async def _run_inner(self, inp: SessionMigrationInput, mid: str, result: SessionMigrationResult) -> SessionMigrationResult:
         if inp.rollback_of:
             return await self._undo_completed(inp, result)
 

@@ -58,6 +58,7 @@ class SessionMigrationInput(BaseModel):
     continue_as_new_after_slices: int = Field(
         500, ge=1, description="copy slices one run records before it continues as new (sooner when Temporal suggests it)"
     )
+    wait_for_lock: bool = Field(False, description="run alone: wait for the locks of source/target/fleet instead of being refused")
     on_corrupt: Literal["skip", "stop"] = Field(
         "stop", description="a source record that does not decode or lacks fields: stop (and roll back), or skip it, counted and listed"
     )

@@ -9,7 +9,11 @@ import typer
 
 from client import api
 from client.cli import app
+from temporalio.client import WorkflowFailureError
+
 from client.cli.common import emit_json, err, out, run
+from client.cli.locks import is_lock_refusal, locked_after_start, refuse_if_locked
+from workflows.locks import run_resources
 from client.cli.progress import ProgressView
 from client.paths import home
 from client.search import indexing_available
@@ -54,6 +58,7 @@ def migrate(
     on_corrupt: Annotated[
         CorruptChoice, typer.Option("--on-corrupt", help="a source record that does not decode or lacks fields: stop (roll back) or skip it (counted and listed)")
     ] = CorruptChoice.stop,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="wait while another run holds the source, target or fleet")] = False,
     address: Address = None,
     json_out: Json = False,
 ) -> int:
@@ -66,7 +71,7 @@ def migrate(
     inp = SessionMigrationInput(
         source=source, target=target, batch_size=batch_size, dry_run=dry_run, overwrite=overwrite,
         zero_downtime=zero_downtime, soak_seconds=soak, fleet=fleet, stall_alert_seconds=stall_alert,
-        parallelism=parallelism, rate_limit_per_s=rate, on_corrupt=on_corrupt.value,
+        parallelism=parallelism, rate_limit_per_s=rate, on_corrupt=on_corrupt.value, wait_for_lock=wait_for_lock,
     )  # fmt: skip
     inp.actor, inp.actor_host = default_actor(actor)
     run(_check_urls(source, target))
@@ -90,6 +95,8 @@ async def _check_urls(*urls: str) -> None:
 
 async def _migrate(inp: SessionMigrationInput, migration_id: str | None, no_wait: bool, address: str | None, json_out: bool) -> int:
     client = await ensure_client(address)
+    params = inp.model_dump()
+    await refuse_if_locked(client, "sessions", params)  # exit 3 naming the holder
     inp.search_attributes = await indexing_available(client)
     handle = await api.start_session_migration(client, inp, migration_id)
     if no_wait:
@@ -101,9 +108,14 @@ async def _migrate(inp: SessionMigrationInput, migration_id: str | None, no_wait
         else:
             out.print(f"Started {handle.id}. Follow it with: snakepit-migrate status {handle.id} --watch")
         return 0
-    async with worker_while_waiting(client, handle):
-        with ProgressView(quiet=json_out and not err.is_terminal) as view:
-            result = await api.wait_for_result(handle, view)
+    try:
+        async with worker_while_waiting(client, handle):
+            with ProgressView(quiet=json_out and not err.is_terminal) as view:
+                result = await api.wait_for_result(handle, view)
+    except WorkflowFailureError as exc:
+        if is_lock_refusal(exc):  # a lock taken between the check and the start
+            raise await locked_after_start(client, exc, run_resources("sessions", params)) from None
+        raise
     return report_result(result, json_out)
 
 

@@ -36,10 +36,11 @@ async def test_a_completed_migration_leaves_every_step_in_the_log(temporal_clien
         report = await log.verify()
     assert report.ok and report.entries == len(entries)
     assert [(e.event, e.after.get("phase")) for e in entries] == [
-        ("started", None), ("phase", "validating"), ("phase", "backup"), ("phase", "copying"), ("data_moved", None),
+        ("started", None), ("locked", None), ("phase", "validating"), ("phase", "backup"), ("phase", "copying"), ("data_moved", None),
         ("phase", "finalizing"), ("phase", "verifying"), ("phase", "done"), ("ended", None),
     ]  # fmt: skip
-    assert entries[3].before == {"phase": "backup"} and entries[7].after["done"] == 300
+    assert entries[1].after["locks"]  # a lone run locks its source and target
+    assert entries[4].before == {"phase": "backup"} and entries[8].after["done"] == 300
     assert all(e.actor == "alice" and e.host == "ops1" and e.workflow_id == handle.id for e in entries)
     assert {e.run_id for e in entries} == {handle.result_run_id}
     started, moved, ended = entries[0], next(e for e in entries if e.event == "data_moved"), entries[-1]

@@ -167,3 +167,20 @@ async def test_corrupt_source_records_stop_or_are_skipped_and_listed(temporal_cl
         assert result.sessions_corrupt == 2 and sorted(result.corrupt_ids) == ["broken-json", "no-ttl"]
         assert result.sessions_copied == 300 and result.verification.ok
         assert "broken-json" not in await store_bytes(pg_url)
+
+
+async def test_a_second_lone_migration_into_the_same_target_is_refused_naming_the_holder(
+    temporal_client, task_queue, sqlite_url, pg_url, cli, tmp_path
+):
+    await fill(sqlite_url, 2000)
+    inp = SessionMigrationInput(source=sqlite_url, target=pg_url, batch_size=50, parallelism=1, rate_limit_per_s=200)
+    handle = await api.start_session_migration(temporal_client, inp, task_queue=task_queue)
+    await wait_for_phase(handle, "copying", min_done=1)
+    other = f"sqlite://{tmp_path}/other.db"
+    await fill(other, 10, seed=3)
+    code, out, err = await cli("sessions", "migrate", "--from", other, "--to", pg_url, "--json")
+    assert code == 3 and out == "", err
+    assert handle.id in err and "locked by a running migration" in err
+    await handle.signal("rollback")
+    result = await api.wait_for_result(handle)
+    assert result.status == "rolled_back"

@@ -21,6 +21,8 @@ def test_every_outcome_has_a_saved_history():
         "session_alerted_rolled_back",  # with the alerts patch: a send_alert call after the last entry
         "session_indexed_completed",  # search attributes and memo upserted at every phase
         "session_watched_completed",  # the stall-alerts patch: a timer raced against every copy slice
+        "session_partitioned_completed",  # parallel-copy and lone-locks: a partition plan, parallel slices, lock children
+        "session_continued",  # the first run of a copy that continued as new
     }  # fmt: skip
 
 

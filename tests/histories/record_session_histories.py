@@ -29,6 +29,7 @@ from client.connect import client_options
 from client.paths import temporal_cli
 from client.search import server_args
 from deployment.sessions.snapshot import generate_sessions, write_snapshot
+from deployment.sessions.stores import open_store
 from worker import build_worker
 from workflows.session_models import SessionMigrationInput
 
@@ -44,6 +45,8 @@ async def main() -> None:
         os.environ["SNAKEPIT_AUDIT_URL"] = f"sqlite://{tmp}/audit.db"
         snap = Path(tmp) / "in.jsonl"
         write_snapshot(snap, generate_sessions(300, now=time.time()))
+        async with open_store(f"sqlite://{tmp}/src.db") as src:  # a source that splits into partitions
+            await src.write_many(list(generate_sessions(300, now=time.time(), expired_fraction=0.0)))
         runs = {
             "session_completed": SessionMigrationInput(source=f"jsonl://{snap}", target=f"sqlite://{tmp}/a.db", batch_size=50),
             "session_rolled_back": SessionMigrationInput(
@@ -67,6 +70,15 @@ async def main() -> None:
             "session_alerted_rolled_back": SessionMigrationInput(
                 source=f"jsonl://{snap}", target=f"sqlite://{tmp}/f.db", batch_size=50, fail_after_batches=3, actor="recorder"
             ),
+            # the parallel-copy and lone-locks patches: partition plan, three partitions' slices, a ResourceLock child each store
+            "session_partitioned_completed": SessionMigrationInput(
+                source=f"sqlite://{tmp}/src.db", target=f"sqlite://{tmp}/p.db", batch_size=20, parallelism=3, slice_seconds=0.01
+            ),
+            # the first run of a copy that continues as new after 2 slices (its history ends there)
+            "session_continued": SessionMigrationInput(
+                source=f"sqlite://{tmp}/src.db", target=f"sqlite://{tmp}/q.db", batch_size=20, parallelism=2,
+                slice_seconds=0.01, continue_as_new_after_slices=2,
+            ),  # fmt: skip
         }
         if "--force" not in sys.argv:
             runs = {name: inp for name, inp in runs.items() if not (HERE / f"{name}.json").exists()}
@@ -77,7 +89,7 @@ async def main() -> None:
                     await handle.result()
                 except WorkflowFailureError:
                     pass
-                history = await handle.fetch_history()
+                history = await env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id).fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
                 print("recorded", name, len(history.events), "events")
     await env.shutdown()
