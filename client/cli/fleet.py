@@ -146,7 +146,11 @@ async def _rollback(migration_id: str, actor: tuple[str, str], wait_for_lock: bo
 
 async def rollback_restart(client: Any, migration_id: str, info: dict[str, Any], actor: tuple[str, str], wait_for_lock: bool,
                            json_out: bool) -> int:
-    """Start ``ID-rollback`` of a completed rolling restart and follow it to its end."""
+    """Start ``ID-rollback`` of a completed rolling restart and follow it to its end (refused, nothing started, otherwise)."""
+    outcome = (info.get("result") or {}).get("status") or info["status"]
+    if info["status"] != "completed" or outcome != "completed":
+        raise BadInput(f"rolling restart {migration_id} is {outcome}: only a completed restart is undone",
+                       hint="a failed restart rolled itself back; a dry run changed nothing")
     done = await api.original_input(client, migration_id)
     keep = {k: done[k] for k in ("fleet", "driver", "drain_timeout_s", "health_timeout_s", "settle_s") if k in done}
     inp = RollingRestartInput(**keep, rollback_of=migration_id, actor=actor[0], actor_host=actor[1], wait_for_lock=wait_for_lock)

@@ -199,7 +199,7 @@ async def test_cli_dry_run_then_bad_inputs_exit_2_and_change_nothing(cli, fleet,
     code, out, err = await cli("status", plan["migration_id"])
     assert code == 0 and f"Rolling restart {plan['migration_id']}: DRY_RUN" in out and "w3 " in out, (out, err)
     code, out, err = await cli("rollback", plan["migration_id"])
-    assert (code, out) == (2, "") and "is a rolling restart" in err
+    assert (code, out) == (2, "") and "is dry_run: only a completed restart is undone" in err, (out, err)
 
     not_dotted = fleet_dir / "not-dotted.json"
     not_dotted.write_text(json.dumps(fleet_config("fleet_adapters:CounterAdapter", "bad", store_url)))
