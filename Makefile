@@ -17,8 +17,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m client.demo demo-out
 
+# Tests wait on Temporal, stores and fleets more than on the CPU: three pytest workers (one test file each at a time,
+# each with its own dev server) keep the suite within 15 minutes on 2 cores. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Every benchmark prints one JSON object; bench/plan_overhead.py is the plan's orchestration overhead (10 no-op steps).
 bench: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -148,10 +149,11 @@ async def test_rolling_restart_under_load_fails_no_request(make_config, fleet: L
 async def test_a_killed_worker_comes_back_by_itself(fleet: LocalFleet) -> None:
     victim = next(i for i in (await fleet.list_instances()) if i.id == "w2")
     pid = (await fleet._request("GET", f"{fleet.admin}/instances/w2"))["pid"]
+    proc = psutil.Process(pid)  # taken before the kill: the pool may reap it before we look
     os.kill(pid, signal.SIGKILL)
-    proc = psutil.Process(pid)
-    while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-        await asyncio.sleep(0.01)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+            await asyncio.sleep(0.01)
     for _ in range(5):  # traffic keeps flowing: a refused connection is retried elsewhere
         status, body = await call_tool(fleet.url, "ping", "during-kill")
         assert status == 200, (body, pid, fleet.log_path.read_text()[-1500:] if fleet.log_path else "")
