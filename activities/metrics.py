@@ -9,6 +9,8 @@ Errors are counted by :class:`ActivityMetricsInterceptor`, which the worker inst
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import psutil
@@ -42,6 +44,86 @@ class ProcessImpact:
         return {
             "worker_cpu_s": round(self._cpu_before + used, 3),
             "worker_peak_rss_bytes": max(cursor.worker_peak_rss_bytes, self._process.memory_info().rss),
+        }
+
+
+SAMPLE_TIMEOUT_S = 2.0
+FLEET_FIELDS = ("fleet_samples", "fleet_rps_sum", "fleet_p99_ms_max", "fleet_requests", "fleet_errors")
+
+
+class FleetImpact:
+    """The live fleet's traffic (``/health/traffic``) sampled about every ``interval_s`` during one copy slice.
+
+    Added to a cursor's running totals: samples taken, the sum of their
+    request rates (the mean is sum / samples), the highest p99 latency seen,
+    and the requests and errors the fleet answered between the slice's first
+    and last sample.  A fleet that does not report traffic, or does not
+    answer, adds nothing: sampling never fails a copy.
+    """
+
+    def __init__(self, spec: str | None, interval_s: float = 1.0) -> None:
+        self._spec, self._interval = spec, interval_s
+        self._task: asyncio.Task[None] | None = None
+        self.samples: list[Any] = []
+        self._base: dict[str, Any] | None = None
+        self._fleet: Any = None
+
+    async def __aenter__(self) -> "FleetImpact":
+        if self._spec:
+            from deployment.fleet import open_fleet
+
+            try:
+                self._fleet = open_fleet(self._spec)
+            except Exception as exc:  # e.g. a spec no driver reads: the copy goes on unsampled
+                activity.logger.warning("Fleet traffic not sampled: %s", exc)
+                return self
+            if await self._take():  # one sample before the first batch, however short the slice
+                self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._fleet is not None:
+            with contextlib.suppress(Exception):
+                await self._fleet.close()
+
+    async def _take(self) -> bool:
+        """One sample; False when the fleet does not report its traffic (then sampling stops)."""
+        assert self._fleet is not None
+        try:
+            found = await asyncio.wait_for(self._fleet.traffic(), SAMPLE_TIMEOUT_S)
+        except Exception:  # a missed sample is only a missed sample
+            return True
+        if found is None:
+            return False
+        self.samples.append(found)
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if not await self._take():
+                return
+
+    def sample(self, cursor: Any) -> dict[str, Any]:
+        """The ``fleet_*`` figures the slice began with (its first cursor), plus this slice's samples so far."""
+        if self._base is None:
+            self._base = {k: getattr(cursor, k) for k in FLEET_FIELDS}
+        base = self._base
+        if not self.samples:
+            return dict(base)
+        first, last = self.samples[0], self.samples[-1]
+        p99s = [t.p99_ms for t in self.samples if t.p99_ms is not None]
+        earlier = [base["fleet_p99_ms_max"]] if base["fleet_p99_ms_max"] is not None else []
+        return {
+            "fleet_samples": base["fleet_samples"] + len(self.samples),
+            "fleet_rps_sum": round(base["fleet_rps_sum"] + sum(t.rps for t in self.samples), 2),
+            "fleet_p99_ms_max": max([*p99s, *earlier], default=None),
+            "fleet_requests": base["fleet_requests"] + last.total_requests - first.total_requests,
+            "fleet_errors": base["fleet_errors"] + last.total_errors - first.total_errors,
         }
 
 

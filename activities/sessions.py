@@ -105,10 +105,11 @@ class SessionActivities:
             activity.logger.info("Resuming copy after batch %d (%d sessions copied)", cursor.batches, cursor.copied)
         digest = SetDigest.parse(cursor.digest)
         impact = metrics.ProcessImpact()
+        fleet = metrics.FleetImpact(params.fleet if params.partition.index == 0 and not params.dry_run else None)
         with as_application_errors(unreachable_is_transient=True):
             # A dry run never opens the target: opening creates a missing one.
             writes = nullcontext() if params.dry_run else self._open(params.target)
-            async with self._open(params.source, create=False) as source, writes as target:
+            async with self._open(params.source, create=False) as source, writes as target, fleet:
                 if not params.dry_run:
                     await target.restore_checkpoint(cursor.target_checkpoint)
                 deadline = time.monotonic() + params.slice_seconds  # from here: opening the stores is not copying
@@ -150,6 +151,7 @@ class SessionActivities:
                         resumes=cursor.resumes,
                         batch_size=limit,
                         **impact.sample(cursor),
+                        **fleet.sample(cursor),
                     )
                     activity.heartbeat(cursor)
                     metrics.record_batch(params.migration_id, time.monotonic() - started, len(live), len(batch) - len(live), params.dry_run)
@@ -355,3 +357,4 @@ def _check_compatible(params: StoresInput, target: SessionStore, found: InspectR
             type="QuotaExceeded",
             non_retryable=True,
         )
+

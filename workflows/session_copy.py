@@ -153,4 +153,9 @@ def merge(cursors: list[CopyCursor]) -> CopyCursor:
         worker_cpu_s=max(c.worker_cpu_s for c in cursors),
         worker_peak_rss_bytes=max(c.worker_peak_rss_bytes for c in cursors),
         batch_size=max(c.batch_size for c in cursors),
+        fleet_samples=sum(c.fleet_samples for c in cursors),  # only the first partition samples the fleet
+        fleet_rps_sum=sum(c.fleet_rps_sum for c in cursors),
+        fleet_p99_ms_max=max((c.fleet_p99_ms_max for c in cursors if c.fleet_p99_ms_max is not None), default=None),
+        fleet_requests=sum(c.fleet_requests for c in cursors),
+        fleet_errors=sum(c.fleet_errors for c in cursors),
     )

@@ -310,6 +310,10 @@ class SessionMigrationWorkflow:
         result.batches = cursor.batches
         result.copy_resumes = cursor.resumes
         result.worker_cpu_s, result.worker_peak_rss_bytes = cursor.worker_cpu_s, cursor.worker_peak_rss_bytes
+        if cursor.fleet_samples:  # the live fleet's traffic while the copy ran
+            result.fleet_samples, result.fleet_p99_ms_max = cursor.fleet_samples, cursor.fleet_p99_ms_max
+            result.fleet_rps_mean = round(cursor.fleet_rps_sum / cursor.fleet_samples, 2)
+            result.fleet_requests, result.fleet_errors = cursor.fleet_requests, cursor.fleet_errors
         result.source_digest = cursor.digest
         moved = cursor.model_dump(include={"scanned", "copied", "skipped_expired", "batches", "digest"})
         self._audit.record("data_moved", result.target_before.model_dump() if result.target_before else None, moved)
@@ -427,7 +431,7 @@ class SessionMigrationWorkflow:
         """One copy slice from ``cursor``; ``fields`` set or override the CopyInput built from the run's input."""
         self._check_rollback_request()
         base = {"batch_size": inp.batch_size, "slice_seconds": inp.slice_seconds, "dry_run": inp.dry_run,
-                "fail_after_batches": inp.fail_after_batches}  # fmt: skip
+                "fail_after_batches": inp.fail_after_batches, "fleet": inp.fleet}  # fmt: skip
         params = CopyInput(migration_id=mid, source=inp.source, target=inp.target, cursor=cursor, **{**base, **fields})
         return await self._audit.watched(workflow.execute_activity_method(
             SessionActivities.copy_session_batches, params, retry_policy=_retry(20), cancellation_type=cancel, **_COPY,

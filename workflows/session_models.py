@@ -147,6 +147,11 @@ class CopyCursor(BaseModel):
     batch_size: int = Field(0, description="the batch size of the last batch")
     corrupt: int = Field(0, description="corrupt records skipped (on_corrupt=skip)")
     corrupt_ids: list[str] = Field([], description="the first corrupt ids skipped")
+    fleet_samples: int = Field(0, description="impact: samples of the live fleet's traffic taken during the copy")
+    fleet_rps_sum: float = Field(0.0, description="impact: the sum of the sampled request rates (mean = sum / samples)")
+    fleet_p99_ms_max: float | None = Field(None, description="impact: the highest p99 latency the fleet reported during the copy")
+    fleet_requests: int = Field(0, description="impact: requests the fleet answered while it was sampled")
+    fleet_errors: int = Field(0, description="impact: of those, the ones that failed")
 
 
 class CopyResume(BaseModel):
@@ -180,6 +185,7 @@ class CopyInput(BaseModel):
     rate_per_s: float | None = Field(None, description="at most this many sessions read per second by this slice")
     on_corrupt: Literal["skip", "stop"] = "stop"
     partition: Partition = WHOLE
+    fleet: str | None = Field(None, description="a live fleet whose traffic the first partition samples for the impact figures")
     read_back: bool = Field(True, description="read every written batch back and compare (off when a digest verification follows)")
     known_absent: bool = Field(False, description="the target was empty at the backup point: journal every prior as absent unread")
 
@@ -244,6 +250,11 @@ class SessionMigrationResult(BaseModel):
     copy_sessions_per_s: float = Field(0.0, description="sessions read per second during the copy phase")
     worker_cpu_s: float = Field(0.0, description="impact: CPU seconds of the worker process during the copy")
     worker_peak_rss_bytes: int = Field(0, description="impact: the worker process's peak resident memory during the copy")
+    fleet_samples: int = Field(0, description="impact: samples of the live fleet's traffic (/health/traffic) during the copy")
+    fleet_rps_mean: float | None = Field(None, description="impact: the fleet's mean request rate while sampled")
+    fleet_p99_ms_max: float | None = Field(None, description="impact: the highest p99 latency the fleet reported during the copy")
+    fleet_requests: int | None = Field(None, description="impact: requests the fleet answered while sampled")
+    fleet_errors: int | None = Field(None, description="impact: of those, the ones that failed")
     source_digest: str | None = None
     target_digest: str | None = None
     target_before: BackupPoint | None = None

@@ -37,6 +37,19 @@ class MigrationMark(BaseModel):
     phase: str
 
 
+class FleetTraffic(BaseModel):
+    """``/health/traffic``: what the fleet's clients saw over its last ``window_s`` seconds (latencies None without calls)."""
+
+    window_s: float
+    requests: int = 0
+    errors: int = 0
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    total_requests: int = 0
+    total_errors: int = 0
+
+
 class FleetHealth(BaseModel):
     """The fleet's ``/health``: ok | degraded | migrating, the instances, the migration."""
 
@@ -66,6 +79,10 @@ class FleetDriver(ABC):
     @abstractmethod
     async def health(self) -> FleetHealth:
         """The fleet's health as its clients see it."""
+
+    async def traffic(self) -> FleetTraffic | None:
+        """Recent requests, errors and latency as the fleet's clients saw them; None when the fleet does not report them."""
+        return None
 
     @abstractmethod
     async def drain(self, instance_id: str) -> InstanceInfo:

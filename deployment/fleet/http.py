@@ -13,7 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from deployment.fleet.base import FleetDriver, FleetHealth, InstanceInfo
+from deployment.fleet.base import FleetDriver, FleetHealth, FleetTraffic, InstanceInfo
+from deployment.errors import MigrateError
 from deployment.pool.errors import FleetUnreachable, from_payload
 from deployment.pool.front import ADMIN_TOKEN_ENV
 from deployment.sessions.stores.base import redact_url
@@ -63,6 +64,15 @@ class HttpFleet(FleetDriver):
 
     async def health(self) -> FleetHealth:
         return FleetHealth.model_validate(await self._request("GET", f"{self.url}/health"))
+
+    async def traffic(self) -> FleetTraffic | None:
+        """``GET /health/traffic``; None for a deployment that does not serve it (any 4xx)."""
+        try:
+            return FleetTraffic.model_validate(await self._request("GET", f"{self.url}/health/traffic"))
+        except MigrateError as exc:
+            if isinstance(exc, FleetUnreachable):
+                raise
+            return None
 
     async def drain(self, instance_id: str) -> InstanceInfo:
         return InstanceInfo.model_validate(await self._request("POST", f"{self.admin}/instances/{instance_id}/drain"))

@@ -34,6 +34,7 @@ from deployment.pool.config import PoolSpec, with_quota
 from deployment.pool.errors import InstanceStartFailed, UnknownInstance, to_payload
 from deployment.pool.instances import SERVING, Instance
 from deployment.pool.sample import CallRecorder
+from deployment.pool.traffic import TrafficWindow
 
 log = logging.getLogger("snakepit.pool")
 
@@ -98,6 +99,7 @@ class Fleet:
         self._prune_task: asyncio.Task[None] | None = None
         self._respawns: set[asyncio.Task[None]] = set()
         self._session_locks = SessionLocks()
+        self.traffic = TrafficWindow()
         self._affinity: dict[str, str] = {}  # session id -> instance that last served it, oldest first
 
     # -- lifecycle ------------------------------------------------------------
@@ -168,8 +170,11 @@ class Fleet:
         Calls of one session run one at a time across the whole fleet, so a
         session's read-modify-write through the store never loses an update.
         """
+        started = time.monotonic()
         async with self._session_locks.hold(session_id):
-            return await self._forward(tool, session_id, arguments)
+            status, body = await self._forward(tool, session_id, arguments)
+        self.traffic.record((time.monotonic() - started) * 1000, status == 200)
+        return status, body
 
     async def _forward(self, tool: str, session_id: str, arguments: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         assert self._http is not None
@@ -287,6 +292,7 @@ class FrontApp:
         r.add_post("/tools/{name}", self.tool)
         r.add_get("/tools", self.tools)
         r.add_get("/health", self.health)
+        r.add_get("/health/traffic", self.traffic)
         r.add_get("/admin/instances", self.list_instances)
         r.add_get("/admin/instances/{id}", self.show_instance)
         r.add_get("/admin/instances/{id}/config", self.instance_config)
@@ -356,6 +362,10 @@ class FrontApp:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response(self.fleet.health())
+
+    async def traffic(self, request: web.Request) -> web.Response:
+        """What clients saw over the last seconds: requests, errors, rate, p50/p99 latency (beside the /health contract)."""
+        return web.json_response(self.fleet.traffic.snapshot())
 
     # -- admin -----------------------------------------------------------------
     async def list_instances(self, request: web.Request) -> web.Response:

@@ -57,7 +57,8 @@ async def test_live_reconfigure_changes_the_batch_size_and_bad_values_are_refuse
     temporal_client, task_queue, sqlite_url, pg_url, cli
 ):
     await fill(sqlite_url, 3000)
-    inp = SessionMigrationInput(source=sqlite_url, target=pg_url, batch_size=10, parallelism=2, rate_limit_per_s=400,
+    # slow enough (about 30 s) that the CLI's commands reach it while it copies, however loaded the machine
+    inp = SessionMigrationInput(source=sqlite_url, target=pg_url, batch_size=10, parallelism=2, rate_limit_per_s=100,
                                 slice_seconds=0.3)  # fmt: skip
     handle = await api.start_session_migration(temporal_client, inp, task_queue=task_queue)
     await wait_for_phase(handle, "copying", min_done=1)
@@ -87,7 +88,8 @@ async def _batch_is(handle, size: int) -> bool:  # noqa: ANN001
 
 async def test_pause_stops_progress_and_resume_finishes_with_equal_digests(temporal_client, task_queue, redis_url, pg_url, cli):
     await fill(redis_url, 2000)
-    inp = SessionMigrationInput(source=redis_url, target=pg_url, batch_size=50, parallelism=2, rate_limit_per_s=300,
+    # about 15 s of copying: the pause from a CLI process arrives long before the end, however loaded the machine
+    inp = SessionMigrationInput(source=redis_url, target=pg_url, batch_size=50, parallelism=2, rate_limit_per_s=130,
                                 slice_seconds=0.3)  # fmt: skip
     handle = await api.start_session_migration(temporal_client, inp, task_queue=task_queue)
     await wait_for_phase(handle, "copying", min_done=1)

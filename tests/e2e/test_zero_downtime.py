@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from client import api
+from deployment.audit.figures import impact_of
 from deployment.fleet.local import LocalFleet
 from deployment.pool.load import run_load
 from deployment.sessions.record import is_expired
@@ -95,6 +96,11 @@ async def test_sessions_move_to_postgresql_under_load_with_no_failed_request(tem
     assert "migrating" in seen["status"] and "soaking" in seen["phases"]  # the 1 s soak; shorter phases may fall between samples
     assert after.status == "ok" and after.migration is None
     assert {i.sessions["mode"] for i in after_instances} == {"target"}
+    # the impact on the live fleet was sampled while the backfill ran: its traffic, latency and errors
+    assert result.fleet_samples >= 1 and result.fleet_rps_mean > 0 and result.fleet_p99_ms_max > 0, result
+    assert result.fleet_errors == 0 and result.fleet_requests >= 0
+    impact = impact_of(result.model_dump())
+    assert impact["fleet_p99_ms_max"] == result.fleet_p99_ms_max and impact["fleet_rps_mean"] == result.fleet_rps_mean
     await assert_every_write_kept(report, pg_url)
     async with open_store(source) as src, open_store(pg_url) as tgt:  # every seeded live session moved
         moved = [r async for b in src.iter_records() for r in b if not is_expired(r, __import__("time").time() + 60)]

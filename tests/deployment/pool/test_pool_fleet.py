@@ -69,6 +69,18 @@ async def test_health_has_exactly_the_contract_shape(fleet: LocalFleet, store_ur
         assert inst.sessions["mode"] in ("direct", "source")  # direct access, or a router at rest
 
 
+async def test_traffic_beside_health_counts_the_calls_and_their_latency(fleet: LocalFleet) -> None:
+    before = await fleet.traffic()
+    assert before is not None and before.window_s > 0
+    for n in range(20):
+        await call_tool(fleet.url, "ping", f"traffic-{n}")
+    await call_tool(fleet.url, "boom", "traffic-boom")  # a failing tool is a failed call
+    after = await fleet.traffic()
+    assert after.total_requests - before.total_requests == 21 and after.total_errors - before.total_errors == 1
+    assert after.requests >= 21 and after.p99_ms is not None and after.p50_ms is not None and 0 < after.p50_ms <= after.p99_ms
+    assert set((await fleet.health()).model_dump()) == {"status", "instances", "migration"}  # the contract is unchanged
+
+
 async def test_wait_idle_waits_for_the_request_in_flight(fleet: LocalFleet) -> None:
     slow = asyncio.create_task(call_tool(fleet.url, "slow", "slow-one", {"seconds": 1.5}))
     busy = []
