@@ -63,7 +63,7 @@ async def test_a_password_in_a_postgresql_url_appears_nowhere(cli, tmp_path, pg_
         return code, out, err
 
     code, out, err = run("sessions", "migrate", "--from", f"jsonl://{tmp_path}/in.jsonl", "--to", target, "--id", mid, "--json")
-    assert code == 0 and json.loads(out)["sessions_copied"] == 120, (out, err)
+    assert code == 0 and json.loads(out)["sessions_copied"] == 120, (json.loads(out).get("error") if out else None, err)
     assert "${secret:pw-" in err  # the CLI says where the password went
     async with open_store(target) as store:  # the data did reach the store the password opens
         assert await store.count() == 120

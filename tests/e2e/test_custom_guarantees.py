@@ -158,7 +158,8 @@ async def test_undoing_a_completed_run_while_another_holds_its_store_exits_3_nam
     done = await api.wait_for_custom_migration(await start(temporal_client, task_queue, extension="rekey-sessions",
                                                            params={"store": sqlite_url, **RENAME}, slice_seconds=0.2))  # fmt: skip
     assert done.status == "completed", done.error
-    holder = await start(temporal_client, task_queue, extension="rekey-sessions", max_per_second=100, slice_seconds=0.5,
+    # busy for about 50 s, so the CLI started under load finds it still holding the store
+    holder = await start(temporal_client, task_queue, extension="rekey-sessions", max_per_second=30, slice_seconds=0.5,
                          params={"store": sqlite_url, "from_key": "lang", "to_key": "language"})  # fmt: skip
     await wait_until_applying(holder)
     address = temporal_client.service_client.config.target_host

@@ -317,7 +317,7 @@ async def test_cli_audits_validation_and_submission_with_the_actor(temporal_env,
 
 async def test_cli_rollback_of_a_running_plan_starts_no_further_group_and_undoes_the_completed(temporal_env, tmp_path,
                                                                                               sqlite_url):
-    """``snakepit-migrate rollback PLAN_ID`` on a running plan: its running group finishes (a 3 s soak), no group
+    """``snakepit-migrate rollback PLAN_ID`` on a running plan: its running group finishes (a 10 s soak, long enough for a CLI started under load to reach it), no group
     starts after it, and the completed step is undone; audited with the actor."""
     import asyncio
     import json
@@ -331,7 +331,7 @@ async def test_cli_rollback_of_a_running_plan_starts_no_further_group_and_undoes
 
     await fill(sqlite_url, 10, expired_fraction=0)
     chain = ("plan: stoppable\nmigrations:\n"
-             "  - id: first\n    type: sessions\n    params: {source: \"@legacy\", target: \"@a\", zero_downtime: true, soak_seconds: 3}\n"
+             "  - id: first\n    type: sessions\n    params: {source: \"@legacy\", target: \"@a\", zero_downtime: true, soak_seconds: 10}\n"
              "  - id: second\n    type: sessions\n    depends_on: [first]\n    params: {source: \"@legacy\", target: \"@b\"}\n")  # fmt: skip
     params = await resolved(tmp_path, chain, {"legacy": sqlite_url, "a": f"sqlite://{tmp_path}/a.db", "b": f"sqlite://{tmp_path}/b.db"})
     env = {**os.environ, "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
