@@ -246,6 +246,8 @@ def _decode(pairs: list[tuple[str, bytes]], where: str, on_corrupt: str) -> tupl
             problem = session_problem(rec, sid)
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             problem = f"not valid JSON ({exc})"
+        except RecursionError:
+            problem = "JSON nested too deeply"
         if problem is None:
             decoded.append((rec, blob))
         elif on_corrupt == "skip":

@@ -34,13 +34,14 @@ def normalize(raw: Any) -> Record:
     if not isinstance(sid, str) or not sid:
         raise InvalidSession("'id' must be a non-empty string")
     ttl = rec.get("ttl", DEFAULT_TTL)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
-        raise InvalidSession(f"session {sid!r}: 'ttl' must be an integer number of seconds >= 0, got {ttl!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_SECONDS:
+        raise InvalidSession(f"session {sid!r}: 'ttl' must be an integer number of seconds from 0 to {MAX_SECONDS}, "
+                             f"got {repr(ttl)[:40]}")
     rec["ttl"] = ttl
     for field in ("created_at", "last_accessed"):
         value = rec.get(field)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidSession(f"session {sid!r}: {field!r} must be epoch seconds (a number), got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_SECONDS or not math.isfinite(value):
+            raise InvalidSession(f"session {sid!r}: {field!r} must be epoch seconds (a number), got {repr(value)[:40]}")
         rec[field] = float(value)
     if rec["last_accessed"] < rec["created_at"]:
         raise InvalidSession(f"session {sid!r}: 'last_accessed' is earlier than 'created_at'")
@@ -69,11 +70,19 @@ def session_problem(rec: Any, key: str) -> str | None:
     ttl = rec.get("ttl")
     if isinstance(ttl, bool) or not isinstance(ttl, int):
         return "'ttl' is missing or not an integer"
+    if abs(ttl) > MAX_SECONDS:
+        return f"'ttl' {ttl} is out of range (at most {MAX_SECONDS} seconds)"
     for field in ("created_at", "last_accessed"):
         value = rec.get(field)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"{field!r} is missing or not a number"
+        if abs(value) > MAX_SECONDS or not math.isfinite(value):  # a number no clock reaches, Infinity or NaN
+            return f"{field!r} {value} is not a time in seconds"
     return None
+
+
+# Seconds beyond any session's lifetime or timestamp (about 285 million years): larger numbers are corrupt data.
+MAX_SECONDS = 2**53
 
 
 def canonical_bytes(rec: Record) -> bytes:
