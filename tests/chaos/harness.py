@@ -166,7 +166,7 @@ async def inject(trial: Trial, svc: Services, table: str) -> str:
         svc.start_temporal()
         return "Temporal server SIGKILLed and started again on the same database"
     if trial.fault == "pg_terminate":
-        for _ in range(40):  # the worker's connections show the table once they have used it
+        for _ in range(200):  # the worker's connections show the table once they have used it
             n = await terminate_pg_connections(table)
             if n:
                 return f"terminated {n} PostgreSQL connection(s)"
@@ -247,7 +247,9 @@ async def run_trial(trial: Trial, timeout: float = 240) -> Trial:
             before, _ = await store_state(target)
             client = await connect(svc.address)
             handle = await api.start_session_migration(
-                client, SessionMigrationInput(source=f"jsonl://{snap}", target=target, batch_size=20, slice_seconds=1.0),
+                # paced to last about 5 s, so the fault lands mid-copy however fast the stores are
+                client, SessionMigrationInput(source=f"jsonl://{snap}", target=target, batch_size=20, slice_seconds=1.0,
+                                              rate_limit_per_s=max(trial.sessions / 5, 50)),
                 task_queue=svc.queue,
             )  # fmt: skip
             goal = int(trial.sessions * trial.at_fraction)
