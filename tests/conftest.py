@@ -8,7 +8,9 @@ reason, except under ``CI=true``, where a missing service is a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -157,3 +159,17 @@ async def task_queue(temporal_client: Client) -> AsyncIterator[str]:
     worker: Worker = build_worker(temporal_client, queue)
     async with worker:
         yield queue
+
+
+@pytest.fixture(autouse=True)
+def no_detached_worker_left(tmp_path):
+    """Stop the worker a ``--no-wait`` command detached for a test (its pid is in the test's home).
+
+    Left running, it would poll a dead server's address, and a later test's
+    server on that port would hand it tasks it cannot serve (its home, and so
+    its secrets, belong to another test).
+    """
+    yield
+    for pid_file in tmp_path.rglob("worker.pid"):
+        with contextlib.suppress(ValueError, OSError):  # OSError: the process is gone already
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # started with start_new_session: its own group
